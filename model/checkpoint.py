@@ -1,0 +1,185 @@
+"""The checkpoint format: weights in safetensors, metadata in a JSON file beside them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from model.net import ARCHITECTURE, resnet18
+
+FORMAT_VERSION = 1
+POLARITY = "light-on-dark"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or not for this network."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded network in eval mode and its metadata."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def short_hash(self) -> str:
+        return str(self.meta["weights_sha256"])[:12]
+
+
+def paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) paths for a checkpoint named by either file or by its stem."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit() -> str | None:
+    """The current git commit, if this runs inside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    class_names: list[str] | tuple[str, ...],
+    input_size: int,
+    mean: float,
+    std: float,
+    recipe: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write <path>.safetensors and <path>.json; returns the weights path."""
+    weights_path, meta_path = paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    module = getattr(model, "module", model)  # unwrap DDP
+    state = {
+        k: (v.to(weights_dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in module.state_dict().items()
+    }
+    in_channels = int(state["0.0.weight"].shape[1])
+    save_file(state, str(weights_path), metadata={"architecture": ARCHITECTURE})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "architecture": ARCHITECTURE,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "in_channels": in_channels,
+        "input_size": input_size,
+        "normalization": {"mean": mean, "std": std},
+        "polarity": POLARITY,
+        "recipe": recipe or {},
+        "metrics": metrics or {},
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "weights_file": weights_path.name,
+        "weights_dtype": str(weights_dtype).removeprefix("torch."),
+        "weights_sha256": sha256_file(weights_path),
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return weights_path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint's JSON metadata without touching the weights."""
+    weights_path, meta_path = paths(path)
+    for p in (weights_path, meta_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file not found: {p}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint metadata {meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata {meta_path} is not a JSON object")
+    if meta.get("architecture") != ARCHITECTURE:
+        raise CheckpointError(
+            f"checkpoint {meta_path} is for architecture {meta.get('architecture')!r}, "
+            f"this service runs {ARCHITECTURE!r}"
+        )
+    required = ("num_classes", "class_names", "input_size", "normalization", "weights_sha256")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint metadata {meta_path} lacks {', '.join(missing)}")
+    if len(meta["class_names"]) != meta["num_classes"]:
+        raise CheckpointError(
+            f"checkpoint metadata {meta_path}: class_names and num_classes differ"
+        )
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint (architecture, hash, tensor shapes) into a float32 model."""
+    weights_path, _ = paths(path)
+    meta = read_metadata(path)
+    actual = sha256_file(weights_path)
+    if actual != meta["weights_sha256"]:
+        raise CheckpointError(
+            f"checkpoint weights {weights_path} do not match their recorded sha256 "
+            f"(expected {meta['weights_sha256'][:12]}…, found {actual[:12]}…): the file was changed"
+        )
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint weights {weights_path} are unreadable: {exc}") from exc
+    model = resnet18(
+        num_classes=int(meta["num_classes"]), in_channels=int(meta.get("in_channels", 1))
+    )
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {weights_path} does not fit {ARCHITECTURE}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if wrong:
+        raise CheckpointError(f"checkpoint {weights_path} has wrong tensor shapes: {wrong[:5]}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    model.to(device).eval()
+    return Checkpoint(model=model, meta=meta)

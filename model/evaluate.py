@@ -1,0 +1,110 @@
+"""Evaluate a checkpoint on the Fashion-MNIST test set: accuracy, per class, confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.data import BatchLoader, Split, load_split
+from model.train import resolve_device
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    split: Split,
+    input_size: int,
+    mean: float,
+    std: float,
+    batch_size: int = 1024,
+) -> Tensor:
+    """Top-1 class of every image in split, in order, on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    loader = BatchLoader(
+        split, torch.arange(len(split)), batch_size, input_size, mean=mean, std=std
+    )
+    return torch.cat([model(x.to(device)).argmax(1).cpu() for x, _ in loader])
+
+
+def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int) -> Tensor:
+    """(true, predicted) counts."""
+    flat = labels.to(torch.int64) * num_classes + preds.to(torch.int64)
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def evaluate(ckpt: Checkpoint, split: Split, batch_size: int = 1024) -> dict[str, Any]:
+    """Accuracy report of ckpt on split."""
+    norm = ckpt.meta["normalization"]
+    preds = predict(ckpt.model, split, ckpt.input_size, norm["mean"], norm["std"], batch_size)
+    labels = split.labels.cpu()
+    cm = confusion_matrix(labels, preds, len(ckpt.class_names))
+    per_class = (cm.diag().double() / cm.sum(1).clamp(min=1)).tolist()
+    return {
+        "accuracy": float((preds == labels).double().mean()),
+        "images": len(split),
+        "per_class_accuracy": dict(zip(ckpt.class_names, per_class, strict=True)),
+        "confusion_matrix": cm.tolist(),
+        "checkpoint_sha256": ckpt.meta["weights_sha256"],
+        "input_size": ckpt.input_size,
+    }
+
+
+def plot_confusion(report: dict[str, Any], class_names: list[str], path: Path) -> None:
+    """Confusion matrix as a labelled heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = torch.tensor(report["confusion_matrix"]).numpy()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = cm.max() / 2
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            color = "white" if cm[i, j] > threshold else "black"
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color=color)
+    ax.set_title(f"test accuracy {report['accuracy']:.4f} on {report['images']} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """CLI: print and save the test-set report of a checkpoint."""
+    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="the .safetensors (or .json) file")
+    p.add_argument("--data-dir", help="folder with the idx files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--test-subset", type=int, help="first N test images only")
+    p.add_argument("--out", default="runs/eval", help="folder for report.json and confusion.png")
+    args = p.parse_args(argv)
+
+    ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    split = load_split("test", args.data_dir).subset(args.test_subset)
+    report = evaluate(ckpt, split, args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_confusion(report, ckpt.class_names, out / "confusion.png")
+    print(f"test accuracy {report['accuracy']:.4f} on {report['images']} images")
+    for name, acc in report["per_class_accuracy"].items():
+        print(f"  {name:<12} {acc:.4f}")
+    print(f"report: {out / 'report.json'}, confusion matrix: {out / 'confusion.png'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""Train the d2l ResNet-18 on Fashion-MNIST; `python -m model.train --help` lists the flags."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from model.checkpoint import save_checkpoint
+from model.data import CLASS_NAMES, MEAN, STD, Augment, BatchLoader, Split, load_split
+from model.net import init_xavier, resnet18
+
+SCHEDULES = ("constant", "cosine", "onecycle")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Recipe fields a resumed run keeps from its first start; the rest may change between starts.
+RUNTIME_FIELDS = ("device", "threads", "progress", "resume", "out", "data_dir")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run; the defaults are d2l's recipe (train_ch6 on resnet18)."""
+
+    epochs: int = 10
+    lr: float = 0.05
+    batch_size: int = 256
+    resize: int = 96
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    crop_padding: int = 0
+    flip: bool = False
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    threads: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    eval_batch_size: int = 1024
+    weights_dtype: str = "float32"
+    data_dir: str | None = None
+    out: str = "runs/d2l"
+    resume: bool = False
+    progress: bool = True
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Learning rate for an optimizer step; a pure function of the step so resuming is exact."""
+    t = min(step / max(total_steps, 1), 1.0)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * t))
+    # One-cycle as torch's OneCycleLR defaults: 30% cosine warm-up from lr/25, then down to lr/25e4.
+    start, end, warm = cfg.lr / 25.0, cfg.lr / 25e4, 0.3
+    if t < warm:
+        return cfg.lr + (start - cfg.lr) * (1 + math.cos(math.pi * t / warm)) / 2
+    return end + (cfg.lr - end) * (1 + math.cos(math.pi * (t - warm) / (1 - warm))) / 2
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class Stepper:
+    """One optimisation step on a batch; what both training and the throughput benchmark call."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    scaler: torch.amp.GradScaler | None = None
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Train on (x, y); returns the summed loss and the count of correct predictions."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast(device_type=x.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        with torch.no_grad():
+            return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+
+
+def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Stepper:
+    """Optimizer, loss and precision settings of cfg around model."""
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
+    amp_dtype = AMP_DTYPES[cfg.amp]
+    if amp_dtype is not None and device.type != "cuda":
+        raise SystemExit("--amp bf16/fp16 needs a CUDA device")
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
+    return Stepper(
+        model=model,
+        optimizer=optimizer,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        amp_dtype=amp_dtype,
+        channels_last=cfg.channels_last,
+        scaler=scaler,
+    )
+
+
+def run_epoch(
+    stepper: Stepper,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    set_lr: Callable[[], None] = lambda: None,
+    progress: tqdm | None = None,
+) -> tuple[float, float, int, float]:
+    """One pass over batches; returns (mean loss, accuracy, examples, seconds)."""
+    stepper.model.train()
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.int64)
+    seen = 0
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(batches):
+        set_lr()
+        batch_loss, batch_correct = stepper(x, y)
+        if i == 0:
+            loss_sum, correct = loss_sum.to(x.device), correct.to(x.device)
+        loss_sum += batch_loss
+        correct += batch_correct
+        seen += len(y)
+        # Syncing with the device each step would stall CUDA; refresh the bar every 10 steps.
+        if progress is not None:
+            progress.update(1)
+            if i % 10 == 0:
+                elapsed = time.perf_counter() - start
+                progress.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.3f}",
+                    acc=f"{correct.item() / seen:.3f}",
+                    img_s=f"{seen / elapsed:.0f}",
+                )
+    if seen and loss_sum.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1), seen, seconds
+
+
+@torch.no_grad()
+def count_correct(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], channels_last: bool = False
+) -> tuple[int, int]:
+    """(correct, total) of model's argmax over batches, in eval mode."""
+    model.eval()
+    correct = total = 0
+    for x, y in batches:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct, total
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Training curves like d2l's plot: train loss, train acc and test acc per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    ax.plot(epochs, [h["train_acc"] for h in history], "--", label="train acc")
+    ax.plot(epochs, [h["test_acc"] for h in history], "-.", label="test acc")
+    ax.set_xlabel("epoch")
+    ax.set_xlim(0.5, max(epochs) + 0.5)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _save_state(
+    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Resume state without pickle: tensors to safetensors, the rest to JSON, swapped atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, param_state in opt["state"].items():
+        for name, value in param_state.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous()
+    state = {**state, "param_groups": opt["param_groups"]}
+    tmp = out / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / "state.safetensors")
+    (out / "state.json.tmp").write_text(json.dumps(state, indent=2))
+    (out / "state.json.tmp").replace(out / "state.json")
+
+
+def _load_state(
+    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> dict[str, Any]:
+    state = json.loads((out / "state.json").read_text())
+    tensors = load_file(str(out / "state.safetensors"), device=str(device))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return state
+
+
+def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); torchrun sets WORLD_SIZE, RANK and LOCAL_RANK."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.device)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training as cfg says; returns the final state."""
+    out = Path(cfg.out)
+    if cfg.resume and (out / "state.json").exists():
+        saved = json.loads((out / "state.json").read_text())["config"]
+        runtime = {k: getattr(cfg, k) for k in RUNTIME_FIELDS}
+        cfg = dataclasses.replace(TrainConfig(**saved), **runtime)
+    rank, world, device = _setup_distributed(cfg)
+    is_main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    train_split: Split = load_split("train", cfg.data_dir).subset(cfg.train_subset)
+    test_split: Split = load_split("test", cfg.data_dir).subset(cfg.test_subset)
+    train_split = Split(train_split.images.to(device), train_split.labels.to(device))
+    test_split = Split(test_split.images.to(device), test_split.labels.to(device))
+
+    torch.manual_seed(cfg.seed)
+    model = resnet18(num_classes=len(CLASS_NAMES))
+    init_xavier(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    stepper = make_stepper(model, cfg, device)
+
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_acc": -1.0,
+        "best_epoch": 0,
+        "history": [],
+    }
+    if cfg.resume and (out / "state.json").exists():
+        state = _load_state(out, model, stepper.optimizer, device)
+        if is_main:
+            print(
+                f"resuming {out} after epoch {state['epoch']} of {cfg.epochs} "
+                "(recipe from state.json)"
+            )
+    if world > 1:
+        stepper.model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    sampler = DistributedSampler(
+        range(len(train_split)), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    )
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip)
+    test_indices = torch.arange(rank, len(test_split), world, device=device)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(
+            f"training {type(model).__name__} d2l-resnet18 on {device} ({world} process(es)), "
+            f"{len(train_split)} train / {len(test_split)} test images at {cfg.resize}x{cfg.resize}"
+        )
+
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        # Augmentation draws from a generator seeded per epoch and rank, so a resumed run
+        # sees exactly the crops and flips an unbroken run would.
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
+        loader = BatchLoader(
+            train_split,
+            torch.tensor(list(sampler), device=device),
+            cfg.batch_size,
+            cfg.resize,
+            aug,
+            gen,
+        )
+        step = state["step"]
+
+        def set_lr() -> None:
+            nonlocal step
+            for group in stepper.optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            step += 1
+
+        bar = (
+            tqdm(
+                total=len(loader),
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+            )
+            if is_main and cfg.progress
+            else None
+        )
+        loss, acc, seen, seconds = run_epoch(stepper, loader, set_lr, bar)
+        if bar is not None:
+            bar.close()
+        test_loader = BatchLoader(test_split, test_indices, cfg.eval_batch_size, cfg.resize)
+        correct, total = count_correct(model, test_loader, cfg.channels_last)
+        totals = torch.tensor(
+            [loss * seen, acc * seen, seen, correct, total, seconds], dtype=torch.float64
+        )
+        if world > 1:
+            dist.all_reduce(totals)
+        loss_sum, correct_train, seen_all, correct, total, sec_sum = totals.tolist()
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen_all,
+            "train_acc": correct_train / seen_all,
+            "test_acc": correct / total,
+            # Each rank trains in parallel, so wall time is the mean of their times.
+            "examples_per_sec": seen_all / (sec_sum / world),
+            "lr": lr_at(step, total_steps, cfg),
+            "seconds": sec_sum / world,
+        }
+        state["step"] = step
+        state["epoch"] = epoch
+        state["history"].append(record)
+        if is_main:
+            print(
+                f"epoch {epoch}/{cfg.epochs}: loss {record['train_loss']:.3f}, "
+                f"train acc {record['train_acc']:.3f}, test acc {record['test_acc']:.3f}, "
+                f"{record['examples_per_sec']:.1f} examples/sec on {device}",
+                flush=True,
+            )
+            _write_epoch(out, model, stepper.optimizer, cfg, state, record)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return state
+
+
+def _write_epoch(
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    state: dict[str, Any],
+    record: dict[str, Any],
+) -> None:
+    """Rank 0's per-epoch output: metrics line, curves, last and best checkpoints, resume state."""
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    plot_curves(state["history"], out / "curves.png")
+    recipe = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
+    recipe["test_images"] = cfg.test_subset or 10_000
+    is_best = record["test_acc"] > state["best_acc"]
+    if is_best:
+        state["best_acc"], state["best_epoch"] = record["test_acc"], record["epoch"]
+    metrics = {**record, "best_epoch": state["best_epoch"], "best_test_acc": state["best_acc"]}
+    kwargs: dict[str, Any] = dict(
+        class_names=CLASS_NAMES,
+        input_size=cfg.resize,
+        mean=MEAN,
+        std=STD,
+        recipe=recipe,
+        metrics=metrics,
+        weights_dtype=getattr(torch, cfg.weights_dtype),
+    )
+    save_checkpoint(out / "last", model, **kwargs)
+    if is_best:
+        save_checkpoint(out / "best", model, **kwargs)
+    _save_state(out, model, optimizer, {**state, "config": dataclasses.asdict(cfg)})
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Build a TrainConfig from the command line."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description="Train d2l's ResNet-18 on Fashion-MNIST. Defaults are d2l's recipe.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--resize", type=int, default=d.resize, help="input size (28 = native)")
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--crop-padding",
+        type=int,
+        default=d.crop_padding,
+        help="random crop after padding, 0 = off",
+    )
+    p.add_argument("--flip", action="store_true", help="random horizontal flip")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default=d.amp, help="mixed precision (CUDA)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU intra-op threads")
+    p.add_argument("--train-subset", type=int, default=d.train_subset, help="first N train images")
+    p.add_argument("--test-subset", type=int, default=d.test_subset, help="first N test images")
+    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    p.add_argument(
+        "--weights-dtype", choices=("float32", "float16", "bfloat16"), default=d.weights_dtype
+    )
+    p.add_argument("--data-dir", default=d.data_dir, help="folder with the idx files")
+    p.add_argument("--out", default=d.out, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    return TrainConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

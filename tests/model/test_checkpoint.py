@@ -1,0 +1,86 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, load_checkpoint, paths, save_checkpoint
+from model.data import CLASS_NAMES
+from model.net import resnet18
+
+
+def copy_checkpoint(src: Path, dst_dir: Path) -> Path:
+    for p in paths(src):
+        shutil.copy(p, dst_dir / p.name)
+    return dst_dir / src.name
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])
+def test_round_trip_keeps_outputs(tmp_path: Path, dtype: torch.dtype, tol: float) -> None:
+    torch.manual_seed(0)
+    model = resnet18().eval()
+    path = save_checkpoint(
+        tmp_path / "m",
+        model,
+        class_names=CLASS_NAMES,
+        input_size=28,
+        mean=0.3,
+        std=0.4,
+        weights_dtype=dtype,
+    )
+    ckpt = load_checkpoint(path)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ckpt.model(x), atol=tol)
+    meta = ckpt.meta
+    assert meta["weights_dtype"] == str(dtype).removeprefix("torch.")
+    assert meta["class_names"] == list(CLASS_NAMES) and meta["polarity"] == "light-on-dark"
+    assert meta["normalization"] == {"mean": 0.3, "std": 0.4}
+    for key in ("torch_version", "created_at", "weights_sha256", "git_commit", "recipe", "metrics"):
+        assert key in meta
+    assert load_checkpoint(path.with_suffix(".json")).short_hash == ckpt.short_hash
+
+
+def test_tampered_weights_fail_the_hash(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(path)
+
+
+def test_wrong_architecture_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["architecture"] = "resnet50"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="architecture 'resnet50'"):
+        load_checkpoint(path)
+
+
+def test_wrong_shapes_are_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["num_classes"], meta["class_names"] = 5, meta["class_names"][:5]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"wrong tensor shapes: \['7.weight"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("missing", [".safetensors", ".json"])
+def test_missing_file_is_named(tiny_checkpoint: Path, tmp_path: Path, missing: str) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path.with_suffix(missing).unlink()
+    with pytest.raises(CheckpointError, match=f"not found: .*{missing}"):
+        load_checkpoint(path)
+
+
+def test_corrupt_metadata_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from model.net import Residual, resnet18
+
+SEED_SHAPES_224 = [
+    ("Sequential", (1, 64, 56, 56)),
+    ("Sequential", (1, 64, 56, 56)),
+    ("Sequential", (1, 128, 28, 28)),
+    ("Sequential", (1, 256, 14, 14)),
+    ("Sequential", (1, 512, 7, 7)),
+    ("AdaptiveAvgPool2d", (1, 512, 1, 1)),
+    ("Flatten", (1, 512)),
+    ("Linear", (1, 10)),
+]
+
+
+def test_parameter_count_matches_d2l() -> None:
+    assert sum(p.numel() for p in resnet18().parameters()) == 11_178_378
+
+
+def test_top_level_shapes_match_the_seed() -> None:
+    x = torch.zeros(1, 1, 224, 224)
+    seen = []
+    with torch.no_grad():
+        for layer in resnet18().eval():
+            x = layer(x)
+            seen.append((type(layer).__name__, tuple(x.shape)))
+    assert seen == SEED_SHAPES_224
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (Residual(3, 3), (4, 3, 6, 6)),
+        (Residual(3, 6, use_1x1conv=True, strides=2), (4, 6, 3, 3)),
+    ],
+)
+def test_residual_shapes(block: Residual, expected: tuple[int, ...]) -> None:
+    assert tuple(block(torch.rand(4, 3, 6, 6)).shape) == expected
+
+
+@pytest.mark.parametrize(("classes", "channels"), [(10, 1), (5, 3)])
+def test_head_and_stem_follow_arguments(classes: int, channels: int) -> None:
+    out = resnet18(num_classes=classes, in_channels=channels).eval()(
+        torch.rand(2, channels, 28, 28)
+    )
+    assert out.shape == (2, classes)
