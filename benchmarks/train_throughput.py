@@ -19,8 +19,9 @@ from torch import nn
 from tqdm import tqdm
 
 from model.data import BatchLoader, load_split
+from model.device import resolve_device
 from model.net import init_xavier, resnet18
-from model.train import TrainConfig, make_stepper, resolve_device, run_epoch
+from model.train import TrainConfig, make_stepper, run_epoch
 
 
 def fresh_model(device: torch.device) -> nn.Module:

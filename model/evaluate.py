@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import BatchLoader, Split, load_split
-from model.train import resolve_device
+from model.device import resolve_device
 
 
 @torch.no_grad()

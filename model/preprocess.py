@@ -1,8 +1,17 @@
-"""Image -> model input, shared by training, evaluation and serving."""
+"""Image -> model input, shared by training, evaluation and serving.
+
+Training feeds Fashion-MNIST's uint8 images straight to to_model_input. Serving first turns an
+uploaded photo into that same form (photo_to_fashion_mnist), then calls the same function.
+"""
 
 from __future__ import annotations
 
+import io
+import struct
+
+import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -18,3 +27,159 @@ def to_model_input(images: Tensor, input_size: int, mean: float, std: float) -> 
             x, size=(input_size, input_size), mode="bilinear", align_corners=False, antialias=True
         )
     return x.sub_(mean).div_(std)
+
+
+class ImageError(ValueError):
+    """An upload that cannot become model input; subclasses say why."""
+
+
+class UnsupportedImageError(ImageError):
+    """Not an image, or a format Pillow cannot read."""
+
+
+class CorruptImageError(ImageError):
+    """A known format whose data is broken or truncated."""
+
+
+class ImageTooLargeError(ImageError):
+    """Declared dimensions over the pixel limit (a decompression bomb, say)."""
+
+
+DEFAULT_MAX_PIXELS = 40_000_000
+# Photos are analysed at most this large: polarity, levels and crop need no more detail.
+WORKING_SIZE = 256
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode with Pillow: size checked before pixels, first frame, EXIF orientation applied."""
+    if not data:
+        raise CorruptImageError("the image is empty (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            f"the image declares more than the limit of {max_pixels:,} pixels ({exc})"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedImageError(
+            "the upload is not an image in a format this service reads "
+            "(PNG, JPEG, GIF, WebP, BMP, TIFF, ...)"
+        ) from exc
+    width, height = img.size
+    if width * height > max_pixels or width < 1 or height < 1:
+        raise ImageTooLargeError(
+            f"the image declares {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+        )
+    try:
+        if img.format == "JPEG":
+            # Decode large JPEGs at a reduced DCT scale: only 28x28 pixels survive anyway.
+            img.draft(img.mode, (WORKING_SIZE, WORKING_SIZE))
+        img.seek(0)  # the first frame of an animation
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise CorruptImageError(f"the {img.format} image is corrupt or truncated: {exc}") from exc
+    return img
+
+
+def _luminance(img: Image.Image) -> np.ndarray:
+    """Luminance in [0, 255] of any Pillow mode, alpha composited onto a contrasting colour."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    if img.mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float64)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if not has_alpha:
+        return np.asarray(img.convert("RGB").convert("L"), dtype=np.float64)
+    rgba = img.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+    lum = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+    if alpha.min() >= 1.0:
+        return lum
+    # A cut-out has no background of its own: give it the one that contrasts with the object,
+    # so a black tee lands on white and a white tee on black, and polarity is judged as usual.
+    opaque = alpha > 0.5
+    object_level = lum[opaque].mean() if opaque.any() else 0.0
+    background = 255.0 if object_level < 128 else 0.0
+    return lum * alpha + background * (1.0 - alpha)
+
+
+def _border(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape
+    k = max(1, min(h, w) // 20)
+    return np.concatenate([a[:k].ravel(), a[-k:].ravel(), a[:, :k].ravel(), a[:, -k:].ravel()])
+
+
+def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
+    if radius < 1:
+        return a
+    k = 2 * radius + 1
+    padded = np.pad(a, radius, mode="edge")
+    integral = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    h, w = a.shape
+    total = (
+        integral[k : k + h, k : k + w]
+        - integral[:h, k : k + w]
+        - integral[k : k + h, :w]
+        + integral[:h, :w]
+    )
+    return total / (k * k)
+
+
+def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
+    """A photo as a Fashion-MNIST-like (28, 28) uint8 tensor: light object centred on black."""
+    if img.size == (NATIVE_SIZE, NATIVE_SIZE) and img.mode == "L":
+        a = np.asarray(img)
+        if np.median(_border(a)) < 32:
+            # Already Fashion-MNIST's form: keep every pixel, so it classifies as the data set does.
+            return torch.from_numpy(a.copy())
+    lum = _luminance(img)
+    if max(lum.shape) > WORKING_SIZE:
+        scale = WORKING_SIZE / max(lum.shape)
+        size = (max(1, round(lum.shape[1] * scale)), max(1, round(lum.shape[0] * scale)))
+        lum = np.asarray(
+            Image.fromarray(lum.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX),
+            dtype=np.float64,
+        )
+    # Smooth away dithering and sensor noise at a scale finer than one output pixel, so
+    # that background texture neither sets the levels nor widens the crop.
+    lum = _box_blur(lum, radius=min(lum.shape) // 56)
+    border = _border(lum)
+    h, w = lum.shape
+    centre = lum[h // 4 : h - h // 4, w // 4 : w - w // 4]
+    bg, fg = float(np.median(border)), float(np.median(centre))
+    # Fashion-MNIST is a light object on black: invert when the object is darker than its
+    # background, or, when the two are too close to tell, when the background is light.
+    if fg < bg - 8 or (abs(fg - bg) <= 8 and bg > 127):
+        lum, bg = 255.0 - lum, 255.0 - bg
+    # Map the background level to black and the object's bright end to white.
+    lum = np.clip(lum - bg, 0, None)
+    top = float(np.percentile(lum, 99.5))
+    if top > 0:
+        lum = np.clip(lum * (255.0 / top), 0, 255)
+    # Crop to the object's box: rows and columns with enough foreground pixels.
+    mask = lum > 48
+    rows = np.flatnonzero(mask.sum(1) > max(1, 0.02 * w))
+    cols = np.flatnonzero(mask.sum(0) > max(1, 0.02 * h))
+    if len(rows) and len(cols):
+        lum = lum[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    # Pad to a square, keeping the aspect ratio, with the object centred like the data set's.
+    h, w = lum.shape
+    side = max(h, w)
+    square = np.zeros((side, side), dtype=np.float64)
+    top_pad, left_pad = (side - h) // 2, (side - w) // 2
+    square[top_pad : top_pad + h, left_pad : left_pad + w] = lum
+    small = Image.fromarray(square.astype(np.uint8), mode="L").resize(
+        (NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0
+    )
+    return torch.from_numpy(np.asarray(small).copy())
+
+
+def plain_28(img: Image.Image) -> Tensor:
+    """The naive baseline: grayscale and squash to 28x28, no polarity, crop or padding."""
+    small = img.convert("L").resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(small).copy())

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Augment, BatchLoader, Split, load_split
+from model.device import resolve_device
 from model.net import init_xavier, resnet18
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -73,13 +74,6 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
     if t < warm:
         return cfg.lr + (start - cfg.lr) * (1 + math.cos(math.pi * t / warm)) / 2
     return end + (cfg.lr - end) * (1 + math.cos(math.pi * (t - warm) / (1 - warm))) / 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 @dataclass

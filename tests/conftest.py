@@ -1,14 +1,21 @@
-"""Shared fixtures: small checkpoints and a short real training run."""
+"""Shared fixtures: small checkpoints, a short real training run, real images, app clients."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from PIL import Image
 
+from app.config import Settings
+from app.main import create_app
 from model.checkpoint import save_checkpoint
-from model.data import CLASS_NAMES, MEAN, STD
+from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.net import init_xavier, resnet18
 
 # Small enough that the real CLI trains and evaluates in seconds on two cores.
@@ -49,3 +56,35 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ]
     )
     return out
+
+
+def png_bytes(array: np.ndarray | Image.Image, fmt: str = "PNG", **save: object) -> bytes:
+    """Encode a uint8 array (or a Pillow image) as an image file."""
+    img = array if isinstance(array, Image.Image) else Image.fromarray(array)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def test_images() -> Split:
+    """The first 64 real Fashion-MNIST test images."""
+    return load_split("test").subset(64)
+
+
+@pytest.fixture(scope="session")
+def boot_png(test_images: Split) -> bytes:
+    """A real 28x28 Fashion-MNIST test image (an ankle boot) as PNG."""
+    return png_bytes(test_images.images[0].numpy())
+
+
+def make_settings(checkpoint: Path, **overrides: object) -> Settings:
+    """Settings for a test app, ignoring any env or .env of the machine running the tests."""
+    return Settings(_env_file=None, model_checkpoint=checkpoint, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
+    """A started app (lifespan run, model warmed up) on the random-weight checkpoint."""
+    with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
+        yield c

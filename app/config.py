@@ -1,0 +1,59 @@
+"""Service settings, read from environment variables (and an optional .env file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CHECKPOINT = (
+    Path(__file__).resolve().parent.parent / "model" / "weights" / "fashion-resnet18.safetensors"
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is the upper-case env var of the same name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model_checkpoint: Path = Field(
+        DEFAULT_CHECKPOINT, description="checkpoint .safetensors (or .json)"
+    )
+    model_device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=1024, description="images per forward pass; default 32 on CPU, 128 on CUDA"
+    )
+    max_wait_ms: float | None = Field(
+        None, ge=0, le=1000, description="how long a batch waits to fill; default 2 ms"
+    )
+    queue_size: int = Field(512, ge=1, description="images waiting for inference before 503")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="seconds a request may wait before 504"
+    )
+    max_upload_mb: float = Field(10.0, gt=0, description="upload size limit in MB (413 above)")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="declared width x height limit (413 above)"
+    )
+    max_batch_images: int = Field(64, ge=1, description="images per /predict/batch request")
+    default_top_k: int = Field(3, ge=1, le=10)
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads for CPU inference")
+    log_level: str = Field("info")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins"
+    )
+    api_key: SecretStr | None = Field(None, description="when set, /predict* need it")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

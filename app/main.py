@@ -1,0 +1,96 @@
+"""App factory and lifespan: `uvicorn app.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.config import Settings
+from app.engine import InferenceEngine, describe_device
+from app.errors import install_error_handlers
+from app.metrics import Metrics, RequestMetricsMiddleware
+from app.routes import health, model, predict
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.device import resolve_device
+
+log = logging.getLogger("app")
+
+DESCRIPTION = """
+Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18 of
+*Dive into Deep Learning*. Upload any photo to **POST /predict** (multipart field `image`):
+it is turned into a Fashion-MNIST-like image (orientation, transparency, grayscale, polarity,
+crop, padding) before the network sees it. Concurrent requests share forward passes.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; an unusable checkpoint or device ends the process with one clear line."""
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        # Validated here, before the server binds, so a bad checkpoint never serves anything.
+        ckpt = load_checkpoint(settings.model_checkpoint)
+        device = resolve_device(settings.model_device)
+    except (CheckpointError, RuntimeError) as exc:
+        raise SystemExit(f"fashion-resnet: cannot start: {exc}") from None
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        on_cuda = device.type == "cuda"
+        engine = InferenceEngine(
+            ckpt,
+            device,
+            max_batch_size=settings.max_batch_size or (128 if on_cuda else 32),
+            max_wait_s=(settings.max_wait_ms if settings.max_wait_ms is not None else 2.0) / 1000,
+            queue_size=settings.queue_size,
+            timeout_s=settings.request_timeout_s,
+            metrics=metrics,
+        )
+        await engine.start()
+        app.state.engine = engine
+        log.info(
+            "serving %s checkpoint %s (%dx%d input) on %s, batches up to %d",
+            ckpt.meta["architecture"],
+            ckpt.short_hash,
+            ckpt.input_size,
+            ckpt.input_size,
+            describe_device(device),
+            engine.max_batch_size,
+        )
+        try:
+            yield
+        finally:
+            app.state.engine = None
+            await engine.stop()
+
+    app = FastAPI(
+        title="fashion-resnet",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = None
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    for module in (predict, model, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,249 @@
+"""POST /predict and /predict/batch: uploaded photos to class probabilities."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from app.config import Settings
+from app.deps import get_engine, get_settings, require_api_key
+from app.engine import InferenceEngine, InferenceTimeoutError, QueueFullError, Result
+from app.errors import ApiError
+from app.schemas import (
+    BatchItem,
+    BatchPredictResponse,
+    ClassScore,
+    ErrorResponse,
+    ModelRef,
+    PredictResponse,
+    Timing,
+)
+from model.preprocess import decode_image, photo_to_fashion_mnist
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+# Multipart headers and boundaries on top of the image itself.
+MULTIPART_SLACK = 64 * 1024
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "API key missing or wrong (only when API_KEY is set)",
+        413: "upload or image dimensions over the limit",
+        415: "not an image, or not a format the service reads",
+        422: "missing field, corrupt image, or bad parameter",
+        503: "queue full or model not loaded (see Retry-After)",
+        504: "no result within the request timeout",
+    }.items()
+}
+
+
+def _upload_body(field: str, many: bool) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+    prop = {"type": "array", "items": binary} if many else binary
+    content: dict[str, Any] = {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": [field], "properties": {field: prop}}
+        }
+    }
+    if not many:
+        content["image/*"] = {"schema": binary}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body, stopping with 413 as soon as it passes the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _single(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def _uploads(
+    request: Request, settings: Settings, field: str
+) -> list[tuple[str | None, bytes]]:
+    """(filename, bytes) of each file in multipart field `field`, or of a raw image/* body."""
+    limit = settings.max_upload_bytes
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        body = await _read_body(request, limit + MULTIPART_SLACK)
+        parser = MultiPartParser(
+            request.headers, _single(body), max_files=settings.max_batch_images + 1
+        )
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise ApiError(400, f"malformed multipart body: {exc.message}") from exc
+        values = form.getlist(field)
+        if not values:
+            raise ApiError(
+                422, f"multipart field '{field}' is missing (send it as -F {field}=@file)"
+            )
+        files = []
+        for value in values:
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                name = value.filename
+            else:
+                data, name = value.encode(), None
+            if len(data) > limit:
+                raise ApiError(
+                    413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
+                )
+            files.append((name, data))
+        return files
+    if content_type.startswith(("image/", "application/octet-stream")) and field == "image":
+        return [(None, await _read_body(request, limit))]
+    raise ApiError(
+        415,
+        f"send the image as multipart field '{field}' (curl -F {field}=@photo.png)"
+        + (" or as a raw body with an image/* content type" if field == "image" else "")
+        + f"; got content type '{content_type or 'none'}'",
+    )
+
+
+def _prepare(data: bytes, max_pixels: int) -> tuple[torch.Tensor, float, float]:
+    t0 = time.perf_counter()
+    img = decode_image(data, max_pixels)
+    t1 = time.perf_counter()
+    x = photo_to_fashion_mnist(img)
+    return x, t1 - t0, time.perf_counter() - t1
+
+
+def _prediction(probs: torch.Tensor, names: list[str], top_k: int) -> dict[str, Any]:
+    values, indices = probs.topk(min(top_k, len(names)))
+    top = [
+        ClassScore(label=names[i], class_id=i, probability=round(float(p), 6))
+        for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+    return {
+        "label": top[0].label,
+        "class_id": top[0].class_id,
+        "confidence": top[0].probability,
+        "top_k": top,
+    }
+
+
+async def _infer(engine: InferenceEngine, images: torch.Tensor) -> Result:
+    try:
+        return await engine.infer(images)
+    except QueueFullError as exc:
+        raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
+    except InferenceTimeoutError as exc:
+        raise ApiError(504, str(exc)) from exc
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+TopK = Query(None, ge=1, le=10, description="how many classes to list (default DEFAULT_TOP_K)")
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    openapi_extra=_upload_body("image", many=False),
+    summary="Classify one clothing photo",
+)
+async def predict(
+    request: Request,
+    top_k: int | None = TopK,
+    engine: InferenceEngine = Depends(get_engine),
+    settings: Settings = Depends(get_settings),
+) -> PredictResponse:
+    """Classify the photo in multipart field `image` (or a raw image/* body).
+
+    Any photo works: it is turned into a Fashion-MNIST-like 28x28 image (orientation, transparency,
+    grayscale, polarity, crop, square padding) before the network sees it.
+    """
+    start = time.perf_counter()
+    [(_, data)] = await _uploads(request, settings, "image")
+    x, decode_s, preprocess_s = await run_in_threadpool(_prepare, data, settings.max_image_pixels)
+    result = await _infer(engine, x.unsqueeze(0))
+    total = time.perf_counter() - start
+    engine.metrics.observe_stages(
+        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
+    )
+    return PredictResponse(
+        **_prediction(result.probs[0], engine.ckpt.class_names, top_k or settings.default_top_k),
+        model=ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
+        device=str(engine.device),
+        timing_ms=Timing(
+            decode=_ms(decode_s),
+            preprocess=_ms(preprocess_s),
+            queue=_ms(result.queue_s),
+            inference=_ms(result.inference_s),
+            total=_ms(total),
+        ),
+    )
+
+
+@router.post(
+    "/predict/batch",
+    response_model=BatchPredictResponse,
+    responses=ERRORS,
+    openapi_extra=_upload_body("images", many=True),
+    summary="Classify several photos in one forward pass",
+)
+async def predict_batch(
+    request: Request,
+    top_k: int | None = TopK,
+    engine: InferenceEngine = Depends(get_engine),
+    settings: Settings = Depends(get_settings),
+) -> BatchPredictResponse:
+    """Classify every file in the repeated multipart field `images`; results keep their order."""
+    start = time.perf_counter()
+    uploads = await _uploads(request, settings, "images")
+    if len(uploads) > settings.max_batch_images:
+        raise ApiError(422, f"{len(uploads)} images sent; the limit is {settings.max_batch_images}")
+    prepared = []
+    for name, data in uploads:
+        try:
+            prepared.append(await run_in_threadpool(_prepare, data, settings.max_image_pixels))
+        except ValueError as exc:
+            # Name the file, keep the status that the image error maps to.
+            exc.args = (f"{name or 'image'}: {exc}",)
+            raise
+    result = await _infer(engine, torch.stack([x for x, _, _ in prepared]))
+    names = engine.ckpt.class_names
+    k = top_k or settings.default_top_k
+    results = [
+        BatchItem(filename=name, **_prediction(p, names, k))
+        for (name, _), p in zip(uploads, result.probs, strict=True)
+    ]
+    decode_s = sum(d for _, d, _ in prepared)
+    preprocess_s = sum(p for _, _, p in prepared)
+    engine.metrics.observe_stages(
+        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
+    )
+    return BatchPredictResponse(
+        count=len(results),
+        results=results,
+        model=ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
+        device=str(engine.device),
+        timing_ms=Timing(
+            decode=_ms(decode_s),
+            preprocess=_ms(preprocess_s),
+            queue=_ms(result.queue_s),
+            inference=_ms(result.inference_s),
+            total=_ms(time.perf_counter() - start),
+        ),
+    )

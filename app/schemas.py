@@ -1,0 +1,99 @@
+"""Request and response models: what Swagger UI shows and what every endpoint returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    """Every error: one sentence saying what was wrong."""
+
+    detail: str = Field(examples=["multipart field 'image' is missing"])
+
+
+class ClassScore(BaseModel):
+    label: str = Field(examples=["Ankle boot"])
+    class_id: int = Field(ge=0, examples=[9])
+    probability: float = Field(ge=0, le=1, examples=[0.97])
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["d2l-resnet18"])
+    checkpoint: str = Field(description="first 12 hex digits of the weights' sha256")
+
+
+class Timing(BaseModel):
+    """Milliseconds spent in each stage of this request."""
+
+    decode: float
+    preprocess: float
+    queue: float
+    inference: float
+    total: float
+
+
+class Prediction(BaseModel):
+    label: str = Field(examples=["Ankle boot"])
+    class_id: int = Field(examples=[9])
+    confidence: float = Field(examples=[0.97])
+    top_k: list[ClassScore]
+
+
+class PredictResponse(Prediction):
+    model: ModelRef
+    device: str = Field(examples=["cpu"])
+    timing_ms: Timing
+
+
+class BatchItem(Prediction):
+    filename: str | None = None
+
+
+class BatchPredictResponse(BaseModel):
+    count: int
+    results: list[BatchItem]
+    model: ModelRef
+    device: str
+    timing_ms: Timing
+
+
+class LayerInfo(BaseModel):
+    name: str = Field(examples=["4"])
+    type: str = Field(examples=["Sequential"])
+    output_shape: list[int] = Field(examples=[[1, 512, 3, 3]])
+    params: int = Field(examples=[8395264])
+
+
+class SummaryResponse(BaseModel):
+    architecture: str
+    input_shape: list[int] = Field(examples=[[1, 1, 96, 96]])
+    depth: int
+    layers: list[LayerInfo]
+    total_params: int = Field(examples=[11178378])
+    trainable_params: int
+
+
+class ModelInfo(BaseModel):
+    architecture: str
+    classes: list[str]
+    input_size: int
+    in_channels: int
+    device: str
+    dtype: str
+    checkpoint: str = Field(description="short sha256 of the weights")
+    checkpoint_path: str
+    metadata: dict[str, Any] = Field(
+        description="the checkpoint's JSON metadata: recipe, metrics, ..."
+    )
+
+
+class Live(BaseModel):
+    status: str = Field(examples=["alive"])
+
+
+class Ready(BaseModel):
+    status: str = Field(examples=["ready"])
+    device: str
+    checkpoint: str

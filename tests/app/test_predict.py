@@ -1,0 +1,180 @@
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from model.checkpoint import load_checkpoint
+from model.data import Split
+from model.evaluate import predict as evaluate_predict
+from tests.conftest import make_settings, png_bytes
+from tests.model.test_preprocess import bomb_png
+
+
+def test_predict_multipart_answers_every_field(client: TestClient, boot_png: bytes) -> None:
+    r = client.post("/predict", files={"image": ("boot.png", boot_png, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"label", "class_id", "confidence", "top_k", "model", "device", "timing_ms"}
+    assert len(body["top_k"]) == 3
+    probs = [t["probability"] for t in body["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert body["top_k"][0] == {
+        "label": body["label"], "class_id": body["class_id"], "probability": body["confidence"]
+    }  # fmt: skip
+    assert body["model"]["name"] == "d2l-resnet18" and len(body["model"]["checkpoint"]) == 12
+    assert body["device"] == "cpu"
+    timing = body["timing_ms"]
+    assert set(timing) == {"decode", "preprocess", "queue", "inference", "total"}
+    assert timing["total"] >= timing["inference"] > 0
+
+
+def test_raw_image_body_is_accepted(client: TestClient, boot_png: bytes) -> None:
+    multipart = client.post("/predict", files={"image": ("b.png", boot_png)}).json()
+    raw = client.post("/predict", content=boot_png, headers={"content-type": "image/png"}).json()
+    assert raw["top_k"] == multipart["top_k"]
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_top_k(client: TestClient, boot_png: bytes, k: int) -> None:
+    r = client.post(f"/predict?top_k={k}", files={"image": ("b.png", boot_png)})
+    assert len(r.json()["top_k"]) == k
+    if k == 10:
+        assert sorted(t["class_id"] for t in r.json()["top_k"]) == list(range(10))
+
+
+def test_api_class_equals_evaluate_class(trained_run: Path, test_images: Split) -> None:
+    ckpt_path = trained_run / "best.safetensors"
+    ckpt = load_checkpoint(ckpt_path)
+    norm = ckpt.meta["normalization"]
+    expected = evaluate_predict(ckpt.model, test_images, ckpt.input_size, norm["mean"], norm["std"])
+    assert len(set(expected.tolist())) > 1  # a trained model, not one constant answer
+    with TestClient(create_app(make_settings(ckpt_path))) as c:
+        got = [
+            c.post("/predict", files={"image": ("x.png", png_bytes(img.numpy()))}).json()[
+                "class_id"
+            ]
+            for img in test_images.images
+        ]
+    assert got == expected.tolist()
+
+
+def _tiny_upload_client(checkpoint: Path) -> TestClient:
+    return TestClient(create_app(make_settings(checkpoint, max_upload_mb=0.05)))
+
+
+BAD_UPLOADS = {
+    "text file": ({"files": {"image": ("a.txt", b"just some text", "text/plain")}}, 415, "not an image"),
+    "json body": ({"json": {"image": "x"}}, 415, "multipart field 'image'"),
+    "no body": ({}, 415, "content type 'none'"),
+    "empty file": ({"files": {"image": ("e.png", b"", "image/png")}}, 422, "empty"),
+    "missing field": ({"files": {"photo": ("a.png", b"x")}}, 422, "field 'image' is missing"),
+    "form text only": ({"files": {"note": (None, "hi")}}, 422, "field 'image' is missing"),
+    "urlencoded form": ({"data": {"image": "x"}}, 415, "x-www-form-urlencoded"),
+    "truncated png": (
+        {"files": {"image": ("t.png", png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))[:900])}},
+        422,
+        "corrupt or truncated",
+    ),
+    "decompression bomb": ({"files": {"image": ("b.png", bomb_png(9_000, 9_000))}}, 413, "9000x9000"),
+    "huge bomb": ({"files": {"image": ("b.png", bomb_png(10**5, 10**5))}}, 413, "limit of 40,000,000"),
+    "too large upload": ({"files": {"image": ("big.png", b"\x89PNG" + b"0" * 200_000)}}, 413, "limit"),
+    "too large raw": ({"content": b"0" * 200_000, "headers": {"content-type": "image/png"}}, 413, "limit"),
+    "malformed multipart": (
+        {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data"}},
+        400,
+        "malformed multipart",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_input_is_a_clear_4xx_and_service_keeps_serving(
+    tiny_checkpoint: Path, boot_png: bytes, case: str
+) -> None:
+    kwargs, status, message = BAD_UPLOADS[case]
+    with _tiny_upload_client(tiny_checkpoint) as c:
+        r = c.post("/predict", **kwargs)
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert set(r.json()) == {"detail"} and message in r.json()["detail"]
+        assert c.post("/predict", files={"image": ("b.png", boot_png)}).status_code == 200
+
+
+@pytest.mark.parametrize("top_k", ["0", "11", "three"])
+def test_bad_top_k_is_422(client: TestClient, boot_png: bytes, top_k: str) -> None:
+    r = client.post(f"/predict?top_k={top_k}", files={"image": ("b.png", boot_png)})
+    assert r.status_code == 422 and "top_k" in r.json()["detail"]
+
+
+def test_batch_keeps_order_in_one_forward_pass(client: TestClient, test_images: Split) -> None:
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    files = [("images", (f"{i}.png", png_bytes(test_images.images[i].numpy()))) for i in range(5)]
+    singles = [client.post("/predict", files={"image": f[1]}).json() for f in files]
+    before = engine.forward_passes
+    r = client.post("/predict/batch?top_k=2", files=files)
+    assert r.status_code == 200, r.text
+    assert engine.forward_passes == before + 1
+    body = r.json()
+    assert body["count"] == 5 and [x["filename"] for x in body["results"]] == [
+        f"{i}.png" for i in range(5)
+    ]
+    for single, item in zip(singles, body["results"], strict=True):
+        assert item["class_id"] == single["class_id"] and len(item["top_k"]) == 2
+        assert item["confidence"] == pytest.approx(single["confidence"], abs=1e-4)
+
+
+def test_batch_limits_and_errors(tiny_checkpoint: Path, boot_png: bytes) -> None:
+    with TestClient(create_app(make_settings(tiny_checkpoint, max_batch_images=2))) as c:
+        three = [("images", (f"{i}.png", boot_png)) for i in range(3)]
+        r = c.post("/predict/batch", files=three)
+        assert r.status_code == 422 and "limit is 2" in r.json()["detail"]
+        bad = [("images", ("ok.png", boot_png)), ("images", ("bad.txt", b"text"))]
+        r = c.post("/predict/batch", files=bad)
+        assert r.status_code == 415 and r.json()["detail"].startswith("bad.txt:")
+        r = c.post("/predict/batch", files={"image": ("b.png", boot_png)})
+        assert r.status_code == 422 and "'images'" in r.json()["detail"]
+
+
+def test_concurrent_requests_share_a_forward_pass(tiny_checkpoint: Path, boot_png: bytes) -> None:
+    settings = make_settings(tiny_checkpoint, max_wait_ms=300, max_batch_size=8)
+    with TestClient(create_app(settings)) as c:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        before = engine.forward_passes
+
+        def post(_: int) -> int:
+            return c.post("/predict", files={"image": ("b.png", boot_png)}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(post, range(6)))
+        assert codes == [200] * 6
+        passes = engine.forward_passes - before
+        assert passes < 6
+        metrics = c.get("/metrics").text
+        assert f"fashion_batch_size_count {float(engine.forward_passes)}" in metrics
+
+
+def test_full_queue_is_503_with_retry_after(tiny_checkpoint: Path, boot_png: bytes) -> None:
+    settings = make_settings(tiny_checkpoint, max_wait_ms=800, queue_size=1, max_batch_size=8)
+    with TestClient(create_app(settings)) as c, ThreadPoolExecutor(1) as pool:
+        engine = c.app.state.engine  # type: ignore[attr-defined]
+        first = pool.submit(c.post, "/predict", files={"image": ("b.png", boot_png)})
+        # The first request waits out its 800 ms batching window in the one-image queue.
+        deadline = time.monotonic() + 5
+        while engine.queued_images == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        second = c.post("/predict", files={"image": ("b.png", boot_png)})
+        assert second.status_code == 503 and second.headers["retry-after"] == "1"
+        assert "queue is full" in second.json()["detail"]
+        assert first.result().status_code == 200
+        assert c.post("/predict", files={"image": ("b.png", boot_png)}).status_code == 200
+
+
+def test_request_waiting_past_its_timeout_is_504(tiny_checkpoint: Path, boot_png: bytes) -> None:
+    settings = make_settings(tiny_checkpoint, max_wait_ms=500, request_timeout_s=0.05)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/predict", files={"image": ("b.png", boot_png)})
+        assert r.status_code == 504 and "timeout" in r.json()["detail"]

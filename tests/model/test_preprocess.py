@@ -1,0 +1,113 @@
+import io
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.data import Split
+from model.preprocess import (
+    CorruptImageError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+    decode_image,
+    photo_to_fashion_mnist,
+)
+from tests.conftest import png_bytes
+
+
+def prepared(data: bytes) -> np.ndarray:
+    return photo_to_fashion_mnist(decode_image(data)).numpy()
+
+
+def object_photo(dark_on_light: bool, size: tuple[int, int] = (120, 200)) -> np.ndarray:
+    """A w x h photo with a 40x100 object (a 'trouser') left of centre."""
+    w, h = size
+    bg, fg = (235, 40) if dark_on_light else (20, 200)
+    a = np.full((h, w), bg, dtype=np.uint8)
+    a[50:150, 20:60] = fg
+    return a
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header that declares huge dimensions, with almost no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def test_fashion_mnist_images_pass_unchanged(test_images: Split) -> None:
+    for image in test_images.images[:16]:
+        assert torch.equal(photo_to_fashion_mnist(decode_image(png_bytes(image.numpy()))), image)
+
+
+@pytest.mark.parametrize("dark_on_light", [True, False])
+def test_object_ends_light_on_black_cropped_and_centred(dark_on_light: bool) -> None:
+    out = prepared(png_bytes(object_photo(dark_on_light)))
+    assert out.shape == (28, 28)
+    assert out[:, 0].max() < 30 and out[:, -1].max() < 30  # padding on both sides is black
+    assert out[14, 14] > 200  # the object is light and centred
+    # A 40x100 object fills the height and keeps its aspect ratio: about 11 of 28 columns.
+    lit = np.flatnonzero(out[14] > 128)
+    assert 9 <= len(lit) <= 13 and abs((lit[0] + lit[-1]) / 2 - 13.5) <= 1
+
+
+def test_polarity_is_the_same_either_way() -> None:
+    a = prepared(png_bytes(object_photo(True))).astype(int)
+    b = prepared(png_bytes(object_photo(False))).astype(int)
+    assert np.abs(a - b).mean() < 10
+
+
+def _as_mode(mode: str) -> bytes:
+    base = Image.fromarray(object_photo(True)).convert("RGB")
+    if mode == "I;16":
+        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+        return png_bytes(Image.fromarray(arr))
+    if mode == "CMYK":
+        return png_bytes(base.convert("CMYK"), fmt="JPEG")
+    if mode == "RGBA":  # dark object cut out from a transparent background whose RGB is black
+        rgba = np.zeros((200, 120, 4), dtype=np.uint8)
+        rgba[50:150, 20:60] = (40, 40, 40, 255)
+        return png_bytes(rgba)
+    if mode == "GIF":  # an animation: the first frame is the photo, the second is blank
+        frames = [base.convert("P"), Image.new("P", base.size)]
+        return png_bytes(frames[0], fmt="GIF", save_all=True, append_images=frames[1:])
+    return png_bytes(base.convert(mode))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "CMYK", "I;16", "RGBA", "LA", "1", "GIF"])
+def test_every_mode_gives_the_same_object(mode: str) -> None:
+    reference = prepared(png_bytes(object_photo(True))).astype(int)
+    out = prepared(_as_mode(mode)).astype(int)
+    assert np.abs(out - reference).mean() < 25, mode
+
+
+def test_exif_orientation_is_applied() -> None:
+    upright = object_photo(True, size=(200, 120))  # wide canvas, the object lying on its side
+    img = Image.fromarray(upright.T.copy())  # stored rotated: a tall canvas
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    shown = decode_image(buf.getvalue())
+    assert shown.size == (200, 120)
+
+
+def test_errors_are_typed() -> None:
+    with pytest.raises(UnsupportedImageError):
+        decode_image(b"hello, this is not an image")
+    with pytest.raises(CorruptImageError, match="empty"):
+        decode_image(b"")
+    noisy = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    truncated = noisy[: len(noisy) // 2]
+    with pytest.raises(CorruptImageError, match="truncated|corrupt"):
+        decode_image(truncated)
+    with pytest.raises(ImageTooLargeError, match="8000x8000 pixels; the limit is 40,000,000"):
+        decode_image(bomb_png(8_000, 8_000))
+    with pytest.raises(ImageTooLargeError, match="limit of 40,000,000 pixels"):
+        decode_image(bomb_png(100_000, 100_000))
