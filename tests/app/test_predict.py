@@ -66,29 +66,30 @@ def _tiny_upload_client(checkpoint: Path) -> TestClient:
     return TestClient(create_app(make_settings(checkpoint, max_upload_mb=0.05)))
 
 
-BAD_UPLOADS = {
-    "text file": ({"files": {"image": ("a.txt", b"just some text", "text/plain")}}, 415, "not an image"),
+NOISE = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+RAW_PNG = {"content-type": "image/png"}
+NO_BOUNDARY = {"content-type": "multipart/form-data"}
+
+
+def _file(name: str, data: bytes, content_type: str = "image/png") -> dict[str, object]:
+    return {"files": {"image": (name, data, content_type)}}
+
+
+BAD_UPLOADS: dict[str, tuple[dict[str, object], int, str]] = {
+    "text file": (_file("a.txt", b"just some text", "text/plain"), 415, "not an image"),
     "json body": ({"json": {"image": "x"}}, 415, "multipart field 'image'"),
     "no body": ({}, 415, "content type 'none'"),
-    "empty file": ({"files": {"image": ("e.png", b"", "image/png")}}, 422, "empty"),
+    "urlencoded form": ({"data": {"image": "x"}}, 415, "x-www-form-urlencoded"),
+    "empty file": (_file("e.png", b""), 422, "empty"),
     "missing field": ({"files": {"photo": ("a.png", b"x")}}, 422, "field 'image' is missing"),
     "form text only": ({"files": {"note": (None, "hi")}}, 422, "field 'image' is missing"),
-    "urlencoded form": ({"data": {"image": "x"}}, 415, "x-www-form-urlencoded"),
-    "truncated png": (
-        {"files": {"image": ("t.png", png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))[:900])}},
-        422,
-        "corrupt or truncated",
-    ),
-    "decompression bomb": ({"files": {"image": ("b.png", bomb_png(9_000, 9_000))}}, 413, "9000x9000"),
-    "huge bomb": ({"files": {"image": ("b.png", bomb_png(10**5, 10**5))}}, 413, "limit of 40,000,000"),
-    "too large upload": ({"files": {"image": ("big.png", b"\x89PNG" + b"0" * 200_000)}}, 413, "limit"),
-    "too large raw": ({"content": b"0" * 200_000, "headers": {"content-type": "image/png"}}, 413, "limit"),
-    "malformed multipart": (
-        {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data"}},
-        400,
-        "malformed multipart",
-    ),
-}  # fmt: skip
+    "truncated png": (_file("t.png", png_bytes(NOISE)[:900]), 422, "corrupt or truncated"),
+    "decompression bomb": (_file("b.png", bomb_png(9_000, 9_000)), 413, "9000x9000"),
+    "huge bomb": (_file("b.png", bomb_png(10**5, 10**5)), 413, "limit of 40,000,000"),
+    "too large upload": (_file("big.png", b"\x89PNG" + b"0" * 200_000), 413, "limit"),
+    "too large raw": ({"content": b"0" * 200_000, "headers": RAW_PNG}, 413, "limit"),
+    "malformed multipart": ({"content": b"--x", "headers": NO_BOUNDARY}, 400, "malformed"),
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
