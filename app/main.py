@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.config import Settings
 from app.engine import InferenceEngine, describe_device
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = None
             await engine.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files inside the package: deployments often have no CDN access.
+    app = FastAPIOffline(
         title="fashion-resnet",
         version="0.1.0",
         description=DESCRIPTION,

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -18,6 +24,8 @@ from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.net import init_xavier, resnet18
 
+ROOT = Path(__file__).resolve().parents[1]
+REAL_PHOTOS = ROOT.parent / "shared" / "real-photos"
 # Small enough that the real CLI trains and evaluates in seconds on two cores.
 TINY_TRAIN = 512
 TINY_TEST = 256
@@ -88,3 +96,40 @@ def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
     """A started app (lifespan run, model warmed up) on the random-weight checkpoint."""
     with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
         yield c
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_checkpoint: Path) -> Iterator[str]:
+    """A real uvicorn process serving the random-weight checkpoint; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "MODEL_CHECKPOINT": str(tiny_checkpoint), "LOG_LEVEL": "warning"}
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not become ready in 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,0 +1,46 @@
+"""Swagger UI in real headless Chromium: open /docs, upload a photo with "Try it out"."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_swagger_try_it_out_upload_returns_200(
+    live_server: str, tmp_path: Path, boot_png: bytes
+) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed: apt-get install chromium")
+    shoe = tmp_path / "shoe.png"
+    shoe.write_bytes(boot_png)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 2000})
+            page.goto(f"{live_server}/docs")
+            op = page.locator("#operations-predict-predict_predict_post")
+            op.locator(".opblock-summary").click()
+            op.get_by_role("button", name="Try it out").click()
+            op.locator("input[type=file]").set_input_files(str(shoe))
+            op.get_by_role("button", name="Execute").click()
+            live = op.locator(".live-responses-table tbody .response-col_status")
+            live.wait_for(timeout=30_000)
+            body = op.locator(".live-responses-table .microlight").first.inner_text()
+            page.screenshot(path=os.environ.get("DOCS_SCREENSHOT", str(tmp_path / "docs.png")))
+            assert live.inner_text().strip() == "200"
+            assert '"label"' in body and '"top_k"' in body
+        finally:
+            browser.close()
