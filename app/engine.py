@@ -70,6 +70,8 @@ class InferenceEngine:
         metrics: Metrics | None = None,
     ) -> None:
         self.ckpt = ckpt
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.model = ckpt.model.to(device).eval()
         self.dtype = next(self.model.parameters()).dtype

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import BatchLoader, Split, load_split
 from model.device import resolve_device
+from model.preprocess import decode_image, photo_to_fashion_mnist, plain_28, to_model_input
 
 
 @torch.no_grad()
@@ -56,6 +58,40 @@ def evaluate(ckpt: Checkpoint, split: Split, batch_size: int = 1024) -> dict[str
     }
 
 
+@torch.no_grad()
+def evaluate_photos(ckpt: Checkpoint, folder: Path) -> dict[str, Any]:
+    """Accuracy on labelled photos (folder/labels.csv: file,label), with and without the
+    service's photo preprocessing; "plain" only squashes each photo to 28x28 grayscale."""
+    norm = ckpt.meta["normalization"]
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    pipelines = {"preprocessed": photo_to_fashion_mnist, "plain": plain_28}
+    device = next(ckpt.model.parameters()).device
+    items = []
+    for row in rows:
+        img = decode_image((folder / row["file"]).read_bytes())
+        item: dict[str, Any] = {"file": row["file"], "label": int(row["label"])}
+        for name, fn in pipelines.items():
+            x = to_model_input(fn(img).unsqueeze(0), ckpt.input_size, norm["mean"], norm["std"])
+            item[name] = int(ckpt.model(x.to(device)).argmax(1))
+        items.append(item)
+
+    def accuracy(subset: list[dict[str, Any]], name: str) -> float:
+        return sum(i[name] == i["label"] for i in subset) / max(len(subset), 1)
+
+    per_class = {}
+    for class_id, cls in enumerate(ckpt.class_names):
+        subset = [i for i in items if i["label"] == class_id]
+        if subset:
+            per_class[cls] = {"n": len(subset), **{n: accuracy(subset, n) for n in pipelines}}
+    return {
+        "photos": len(items),
+        "accuracy": {name: accuracy(items, name) for name in pipelines},
+        "per_class": per_class,
+        "items": items,
+    }
+
+
 def plot_confusion(report: dict[str, Any], class_names: list[str], path: Path) -> None:
     """Confusion matrix as a labelled heat map."""
     import matplotlib
@@ -90,9 +126,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--test-subset", type=int, help="first N test images only")
     p.add_argument("--out", default="runs/eval", help="folder for report.json and confusion.png")
+    p.add_argument(
+        "--photos",
+        help="instead: a folder of labelled photos (labels.csv), scored with and without "
+        "the service's preprocessing",
+    )
     args = p.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    if args.photos:
+        return _photos_report(ckpt, Path(args.photos), Path(args.out))
     split = load_split("test", args.data_dir).subset(args.test_subset)
     report = evaluate(ckpt, split, args.batch_size)
     out = Path(args.out)
@@ -103,6 +146,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<12} {acc:.4f}")
     print(f"report: {out / 'report.json'}, confusion matrix: {out / 'confusion.png'}")
+    return report
+
+
+def _photos_report(ckpt: Checkpoint, folder: Path, out: Path) -> dict[str, Any]:
+    report = evaluate_photos(ckpt, folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "photos.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'class':<12} {'n':>3} {'preprocessed':>13} {'plain':>7}")
+    for cls, r in report["per_class"].items():
+        print(f"{cls:<12} {r['n']:>3} {r['preprocessed']:>13.2f} {r['plain']:>7.2f}")
+    acc = report["accuracy"]
+    print(f"{'all':<12} {report['photos']:>3} {acc['preprocessed']:>13.3f} {acc['plain']:>7.3f}")
+    print(f"report: {out / 'photos.json'}")
     return report
 
 

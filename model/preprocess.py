@@ -181,5 +181,7 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
 
 def plain_28(img: Image.Image) -> Tensor:
     """The naive baseline: grayscale and squash to 28x28, no polarity, crop or padding."""
+    if img.mode == "P":
+        img = img.convert("RGBA")
     small = img.convert("L").resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(small).copy())

@@ -308,7 +308,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         print(
-            f"training {type(model).__name__} d2l-resnet18 on {device} ({world} process(es)), "
+            f"training d2l-resnet18 on {device} ({world} process(es)), "
             f"{len(train_split)} train / {len(test_split)} test images at {cfg.resize}x{cfg.resize}"
         )
 

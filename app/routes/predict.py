@@ -25,7 +25,7 @@ from app.schemas import (
     PredictResponse,
     Timing,
 )
-from model.preprocess import decode_image, photo_to_fashion_mnist
+from model.preprocess import ImageError, decode_image, photo_to_fashion_mnist
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 
@@ -175,7 +175,12 @@ async def predict(
     grayscale, polarity, crop, square padding) before the network sees it.
     """
     start = time.perf_counter()
-    [(_, data)] = await _uploads(request, settings, "image")
+    uploads = await _uploads(request, settings, "image")
+    if len(uploads) != 1:
+        raise ApiError(
+            422, f"{len(uploads)} files in field 'image'; send several to /predict/batch"
+        )
+    [(_, data)] = uploads
     x, decode_s, preprocess_s = await run_in_threadpool(_prepare, data, settings.max_image_pixels)
     result = await _infer(engine, x.unsqueeze(0))
     total = time.perf_counter() - start
@@ -218,10 +223,9 @@ async def predict_batch(
     for name, data in uploads:
         try:
             prepared.append(await run_in_threadpool(_prepare, data, settings.max_image_pixels))
-        except ValueError as exc:
-            # Name the file, keep the status that the image error maps to.
-            exc.args = (f"{name or 'image'}: {exc}",)
-            raise
+        except ImageError as exc:
+            # Name the file; the same error type keeps the status it maps to.
+            raise type(exc)(f"{name or 'image'}: {exc}") from exc
     result = await _infer(engine, torch.stack([x for x, _, _ in prepared]))
     names = engine.ckpt.class_names
     k = top_k or settings.default_top_k

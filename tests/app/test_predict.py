@@ -89,6 +89,11 @@ BAD_UPLOADS: dict[str, tuple[dict[str, object], int, str]] = {
     "too large upload": (_file("big.png", b"\x89PNG" + b"0" * 200_000), 413, "limit"),
     "too large raw": ({"content": b"0" * 200_000, "headers": RAW_PNG}, 413, "limit"),
     "malformed multipart": ({"content": b"--x", "headers": NO_BOUNDARY}, 400, "malformed"),
+    "two images": (
+        {"files": [("image", ("a.png", b"1")), ("image", ("b.png", b"2"))]},
+        422,
+        "batch",
+    ),
 }
 
 
