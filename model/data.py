@@ -140,16 +140,17 @@ class Augment:
 def augment(images: Tensor, aug: Augment, generator: torch.Generator) -> Tensor:
     """Apply aug to a (B, H, W) batch with per-image random offsets and flips."""
     b, h, w = images.shape
+    dev = images.device  # the generator lives there too: no host round trip on a GPU
     if aug.crop_padding > 0:
         p = aug.crop_padding
         padded = torch.nn.functional.pad(images, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)
-        dx = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)
-        rows = dy + torch.arange(h).view(1, h, 1)
-        cols = dx + torch.arange(w).view(1, 1, w)
-        images = padded[torch.arange(b).view(b, 1, 1), rows, cols]
+        dy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, device=dev)
+        dx = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator, device=dev)
+        rows = dy + torch.arange(h, device=dev).view(1, h, 1)
+        cols = dx + torch.arange(w, device=dev).view(1, 1, w)
+        images = padded[torch.arange(b, device=dev).view(b, 1, 1), rows, cols]
     if aug.flip:
-        flip = torch.rand(b, generator=generator) < 0.5
+        flip = torch.rand(b, generator=generator, device=dev) < 0.5
         images = torch.where(flip.view(b, 1, 1), images.flip(-1), images)
     return images
 
