@@ -90,24 +90,26 @@ async def _uploads(
             form = await parser.parse()
         except MultiPartException as exc:
             raise ApiError(400, f"malformed multipart body: {exc.message}") from exc
-        values = form.getlist(field)
-        if not values:
-            raise ApiError(
-                422, f"multipart field '{field}' is missing (send it as -F {field}=@file)"
-            )
-        files = []
-        for value in values:
-            if isinstance(value, UploadFile):
-                data = await value.read()
-                name = value.filename
-            else:
-                data, name = value.encode(), None
-            if len(data) > limit:
+        try:
+            values = form.getlist(field)
+            if not values:
                 raise ApiError(
-                    413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
+                    422, f"multipart field '{field}' is missing (send it as -F {field}=@file)"
                 )
-            files.append((name, data))
-        return files
+            files = []
+            for value in values:
+                if isinstance(value, UploadFile):
+                    data, name = await value.read(), value.filename
+                else:
+                    data, name = value.encode(), None
+                if len(data) > limit:
+                    raise ApiError(
+                        413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
+                    )
+                files.append((name, data))
+            return files
+        finally:
+            await form.close()
     if content_type.startswith(("image/", "application/octet-stream")) and field == "image":
         return [(None, await _read_body(request, limit))]
     raise ApiError(
