@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,17 @@ def save_checkpoint(
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return weights_path
+
+
+def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint's two files under a new name; returns the new weights path."""
+    (src_weights, src_meta), (dst_weights, dst_meta) = paths(src), paths(dst)
+    dst_weights.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src_weights, dst_weights)
+    meta = json.loads(src_meta.read_text())
+    meta["weights_file"] = dst_weights.name
+    dst_meta.write_text(json.dumps(meta, indent=2) + "\n")
+    return dst_weights
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,19 +1,17 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, paths, save_checkpoint
+from model.checkpoint import (
+    CheckpointError,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from model.data import CLASS_NAMES
 from model.net import resnet18
-
-
-def copy_checkpoint(src: Path, dst_dir: Path) -> Path:
-    for p in paths(src):
-        shutil.copy(p, dst_dir / p.name)
-    return dst_dir / src.name
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])
@@ -43,7 +41,7 @@ def test_round_trip_keeps_outputs(tmp_path: Path, dtype: torch.dtype, tol: float
 
 
 def test_tampered_weights_fail_the_hash(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -52,7 +50,7 @@ def test_tampered_weights_fail_the_hash(tiny_checkpoint: Path, tmp_path: Path) -
 
 
 def test_wrong_architecture_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     meta["architecture"] = "resnet50"
@@ -62,7 +60,7 @@ def test_wrong_architecture_is_named(tiny_checkpoint: Path, tmp_path: Path) -> N
 
 
 def test_wrong_shapes_are_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     meta["num_classes"], meta["class_names"] = 5, meta["class_names"][:5]
@@ -73,14 +71,22 @@ def test_wrong_shapes_are_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", [".safetensors", ".json"])
 def test_missing_file_is_named(tiny_checkpoint: Path, tmp_path: Path, missing: str) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
     path.with_suffix(missing).unlink()
     with pytest.raises(CheckpointError, match=f"not found: .*{missing}"):
         load_checkpoint(path)
 
 
 def test_corrupt_metadata_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path)
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
     path.with_suffix(".json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(path)
+
+
+def test_copy_renames_and_still_loads(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "renamed.json")
+    assert path == tmp_path / "renamed.safetensors"
+    ckpt = load_checkpoint(path)
+    assert ckpt.meta["weights_file"] == "renamed.safetensors"
+    assert ckpt.short_hash == load_checkpoint(tiny_checkpoint).short_hash
