@@ -48,6 +48,7 @@ class ImageTooLargeError(ImageError):
 DEFAULT_MAX_PIXELS = 40_000_000
 # Photos are analysed at most this large: polarity, levels and crop need no more detail.
 WORKING_SIZE = 256
+REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -137,6 +138,9 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
         if np.median(_border(a)) < 32:
             # Already Fashion-MNIST's form: keep every pixel, so it classifies as the data set does.
             return torch.from_numpy(a.copy())
+    factor = max(img.size) // WORKING_SIZE
+    if factor >= 2 and img.mode in REDUCIBLE_MODES:
+        img = img.reduce(factor)  # a fast box filter first: big photos cost little after it
     lum = _luminance(img)
     if max(lum.shape) > WORKING_SIZE:
         scale = WORKING_SIZE / max(lum.shape)
