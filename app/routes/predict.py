@@ -155,6 +155,26 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def _envelope(
+    engine: InferenceEngine, start: float, decode_s: float, preprocess_s: float, result: Result
+) -> dict[str, Any]:
+    """Model, device and per-stage timing that every prediction answer carries; records stages."""
+    engine.metrics.observe_stages(
+        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
+    )
+    return {
+        "model": ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
+        "device": str(engine.device),
+        "timing_ms": Timing(
+            decode=_ms(decode_s),
+            preprocess=_ms(preprocess_s),
+            queue=_ms(result.queue_s),
+            inference=_ms(result.inference_s),
+            total=_ms(time.perf_counter() - start),
+        ),
+    }
+
+
 TopK = Query(None, ge=1, le=10, description="how many classes to list (default DEFAULT_TOP_K)")
 
 
@@ -185,21 +205,9 @@ async def predict(
     [(_, data)] = uploads
     x, decode_s, preprocess_s = await run_in_threadpool(_prepare, data, settings.max_image_pixels)
     result = await _infer(engine, x.unsqueeze(0))
-    total = time.perf_counter() - start
-    engine.metrics.observe_stages(
-        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
-    )
     return PredictResponse(
         **_prediction(result.probs[0], engine.ckpt.class_names, top_k or settings.default_top_k),
-        model=ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
-        device=str(engine.device),
-        timing_ms=Timing(
-            decode=_ms(decode_s),
-            preprocess=_ms(preprocess_s),
-            queue=_ms(result.queue_s),
-            inference=_ms(result.inference_s),
-            total=_ms(total),
-        ),
+        **_envelope(engine, start, decode_s, preprocess_s, result),
     )
 
 
@@ -237,19 +245,8 @@ async def predict_batch(
     ]
     decode_s = sum(d for _, d, _ in prepared)
     preprocess_s = sum(p for _, _, p in prepared)
-    engine.metrics.observe_stages(
-        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
-    )
     return BatchPredictResponse(
         count=len(results),
         results=results,
-        model=ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
-        device=str(engine.device),
-        timing_ms=Timing(
-            decode=_ms(decode_s),
-            preprocess=_ms(preprocess_s),
-            queue=_ms(result.queue_s),
-            inference=_ms(result.inference_s),
-            total=_ms(time.perf_counter() - start),
-        ),
+        **_envelope(engine, start, decode_s, preprocess_s, result),
     )
