@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from app.metrics import Metrics
 from model.checkpoint import Checkpoint
-from model.preprocess import NATIVE_SIZE, WORKING_SIZE, photo_to_fashion_mnist, to_model_input
+from model.preprocess import NATIVE_SIZE, WORKING_SIZE, prepare_photo, to_model_input
 
 log = logging.getLogger("app.engine")
 
@@ -107,9 +108,11 @@ class InferenceEngine:
     async def start(self) -> None:
         """Warm up (allocator, kernel choice) at batch 1 and the largest batch, then serve."""
         loop = asyncio.get_running_loop()
-        # The first photo pays for Pillow's and numpy's lazy set-up; pay it here instead.
-        warm = Image.new("RGB", (2 * WORKING_SIZE, WORKING_SIZE), "white")
-        await loop.run_in_executor(None, photo_to_fashion_mnist, warm)
+        # The first photo pays for Pillow's plugin loading and numpy's lazy set-up; pay it here.
+        for fmt in ("PNG", "JPEG"):
+            buf = io.BytesIO()
+            Image.new("RGB", (2 * WORKING_SIZE, WORKING_SIZE), "white").save(buf, format=fmt)
+            await loop.run_in_executor(None, prepare_photo, buf.getvalue())
         for n in sorted({1, self.max_batch_size}):
             blank = torch.zeros(n, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
             await loop.run_in_executor(self._executor, self._forward, blank)

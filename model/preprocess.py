@@ -183,6 +183,11 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.asarray(small).copy())
 
 
+def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tensor:
+    """Uploaded bytes to a (28, 28) uint8 Fashion-MNIST-like tensor: decode, then preprocess."""
+    return photo_to_fashion_mnist(decode_image(data, max_pixels))
+
+
 def plain_28(img: Image.Image) -> Tensor:
     """The naive baseline: grayscale and squash to 28x28, no polarity, crop or padding."""
     if img.mode == "P":
