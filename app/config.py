@@ -8,20 +8,22 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_CHECKPOINT = (
-    Path(__file__).resolve().parent.parent / "model" / "weights" / "fashion-resnet18.safetensors"
-)
+from model.checkpoint import SHIPPED_CHECKPOINT
 
 
 class Settings(BaseSettings):
     """Every knob of the service; each field is the upper-case env var of the same name."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", frozen=True, protected_namespaces=()
+        env_file=".env",
+        env_ignore_empty=True,  # VAR= in a compose file or .env means "use the default"
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
     )
 
     model_checkpoint: Path = Field(
-        DEFAULT_CHECKPOINT, description="checkpoint .safetensors (or .json)"
+        SHIPPED_CHECKPOINT, description="checkpoint .safetensors (or .json)"
     )
     model_device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
     max_batch_size: int | None = Field(

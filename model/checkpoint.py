@@ -19,6 +19,8 @@ from torch import nn
 from model.net import ARCHITECTURE, resnet18
 
 FORMAT_VERSION = 1
+# The trained checkpoint that ships with the package and that the service loads by default.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "fashion-resnet18.safetensors"
 POLARITY = "light-on-dark"
 
 

@@ -5,6 +5,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from model.checkpoint import SHIPPED_CHECKPOINT
 from tests.conftest import make_settings
 
 
@@ -50,3 +51,10 @@ def test_cors_origins_are_allowed(tiny_checkpoint: Path) -> None:
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
         r = c.get("/health/live", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+
+
+def test_empty_env_vars_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_CHECKPOINT", "")
+    monkeypatch.setenv("MAX_BATCH_SIZE", "")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.model_checkpoint == SHIPPED_CHECKPOINT and s.max_batch_size is None

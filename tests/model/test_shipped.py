@@ -5,9 +5,8 @@ import warnings
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import DEFAULT_CHECKPOINT
 from app.main import create_app
-from model.checkpoint import Checkpoint, load_checkpoint, paths
+from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint, paths
 from model.data import load_split
 from model.evaluate import evaluate, evaluate_photos
 from tests.conftest import REAL_PHOTOS, make_settings
@@ -19,7 +18,7 @@ D2L_BEST_PUBLISHED = 0.918
 def shipped() -> Checkpoint:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shipped file must load without any warning
-        return load_checkpoint(DEFAULT_CHECKPOINT)
+        return load_checkpoint(SHIPPED_CHECKPOINT)
 
 
 def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) -> None:
@@ -31,7 +30,7 @@ def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) 
 
 
 def test_shipped_files_are_small_and_half_precision(shipped: Checkpoint) -> None:
-    weights, meta = paths(DEFAULT_CHECKPOINT)
+    weights, meta = paths(SHIPPED_CHECKPOINT)
     assert weights.stat().st_size <= 25 * 1024 * 1024
     assert shipped.meta["weights_dtype"] in ("float16", "bfloat16")
     assert (weights.parent / "curves.png").stat().st_size > 1000 and meta.exists()
@@ -40,7 +39,7 @@ def test_shipped_files_are_small_and_half_precision(shipped: Checkpoint) -> None
 def test_service_starts_on_the_shipped_checkpoint_without_warnings(boot_png: bytes) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        app = create_app(make_settings(DEFAULT_CHECKPOINT))
+        app = create_app(make_settings(SHIPPED_CHECKPOINT))
         with TestClient(app) as c:
             r = c.post("/predict", files={"image": ("boot.png", boot_png)})
     assert r.status_code == 200 and r.json()["label"] == "Ankle boot"
