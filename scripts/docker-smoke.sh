@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Build the project's unchanged Dockerfile, run it, curl a real photo, check the compose file.
+# For a root shell on a Debian machine with Debian and PyPI mirrors but no container registry:
+# python:3.11-slim is replaced by a stand-in built from debootstrap. Cleans up after itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PHOTO=${PHOTO:-$ROOT/../shared/real-photos/9_ankle_boot/cook_13352_brown_boot.jpg}
+IMAGE=fashion-resnet:smoke
+PORT=${SMOKE_PORT:-18080}
+WORK=$(mktemp -d /tmp/docker-smoke.XXXXXX)
+DOCKERD_PID=
+START=$SECONDS
+step() { echo "== [$((SECONDS - START)) s] $*"; }
+
+cleanup() {
+    if [ -n "$DOCKERD_PID" ]; then
+        docker rm -f fashion-smoke >/dev/null 2>&1 || true
+        docker-compose -f docker-compose.yml -p fashionsmoke --profile cpu --profile train \
+            down -v >/dev/null 2>&1 || true
+        kill "$DOCKERD_PID" 2>/dev/null || true
+        wait "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    # dockerd leaves its network namespace mounted under the exec root.
+    umount "$WORK/exec/netns/"* 2>/dev/null || true
+    rm -rf "$WORK" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+step "install docker.io, docker-compose, debootstrap"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends docker.io docker-compose debootstrap iptables >/dev/null
+
+step "start dockerd (data under $WORK)"
+export DOCKER_HOST="unix://$WORK/docker.sock"
+dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \
+    --host "$DOCKER_HOST" >"$WORK/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+docker info >/dev/null || { tail -20 "$WORK/dockerd.log"; exit 1; }
+
+step "debootstrap bookworm minbase and import it"
+debootstrap --variant=minbase --include=ca-certificates bookworm "$WORK/rootfs" \
+    http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log"; exit 1; }
+cp /usr/local/share/ca-certificates/*.crt "$WORK/rootfs/usr/local/share/ca-certificates/" 2>/dev/null || true
+chroot "$WORK/rootfs" update-ca-certificates >/dev/null
+bundle=/etc/ssl/certs/ca-certificates.crt
+tar -C "$WORK/rootfs" -c . | docker import \
+    -c "ENV SSL_CERT_FILE=$bundle" -c "ENV PIP_CERT=$bundle" -c "ENV REQUESTS_CA_BUNDLE=$bundle" \
+    - debian-minbase:bookworm >/dev/null
+
+step "stand-in for python:3.11-slim"
+docker build -q --network host -t python:3.11-slim - >/dev/null <<'DOCKERFILE'
+FROM debian-minbase:bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+DOCKERFILE
+
+step "docker build the project's Dockerfile"
+docker build --network host -t "$IMAGE" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
+docker image ls "$IMAGE" --format 'image size: {{.Size}}'
+
+step "docker run -p $PORT:8000 and wait for /health/ready"
+docker run -d --name fashion-smoke -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
+for _ in $(seq 120); do
+    curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
+    sleep 1
+done
+curl -sf "http://127.0.0.1:$PORT/health/ready" || { docker logs fashion-smoke; exit 1; }
+echo
+
+step "curl a real photo"
+answer=$(curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$PORT/predict")
+echo "$answer"
+python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert a["label"] and 0 <= a["class_id"] < 10 and a["device"] == "cpu", a' "$answer"
+
+step "the container runs as a non-root user"
+uid=$(docker exec fashion-smoke id -u)
+[ "$uid" != 0 ] || { echo "container runs as root"; exit 1; }
+echo "uid $uid"
+for _ in $(seq 30); do
+    health=$(docker inspect -f '{{.State.Health.Status}}' fashion-smoke)
+    [ "$health" = healthy ] && break
+    sleep 2
+done
+echo "HEALTHCHECK: $health"
+[ "$health" = healthy ]
+docker stop fashion-smoke >/dev/null
+
+step "docker-compose config (default and each profile)"
+docker-compose -f docker-compose.yml config -q
+for profile in cpu train train-gpu; do
+    docker-compose -f docker-compose.yml --profile "$profile" config -q
+done
+
+# README's commands as a user runs them, on this GPU-less machine: train, then serve on the CPU.
+docker tag "$IMAGE" fashion-resnet:latest
+compose() { PORT=$PORT docker-compose -f docker-compose.yml -p fashionsmoke "$@"; }
+step "compose: train profile (1 tiny epoch into the runs volume)"
+compose --profile train run --rm train python3 -m model.train --out /home/app/runs/d2l \
+    --epochs 1 --resize 28 --train-subset 512 --test-subset 256 --no-progress
+step "compose: cpu profile serving the trained checkpoint"
+MODEL_CHECKPOINT=/home/app/runs/d2l/best.safetensors compose --profile cpu up -d api-cpu
+for _ in $(seq 120); do
+    curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
+    sleep 1
+done
+curl -sf "http://127.0.0.1:$PORT/model" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+assert m["checkpoint_path"] == "/home/app/runs/d2l/best.safetensors" and m["device"] == "cpu", m
+print("serving", m["checkpoint_path"], "on", m["device"])'
+curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$PORT/predict" >/dev/null
+compose --profile cpu --profile train down -v
+
+step "docker smoke test passed"
