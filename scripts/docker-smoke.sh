@@ -99,18 +99,27 @@ compose() { PORT=$PORT docker-compose -f docker-compose.yml -p fashionsmoke "$@"
 step "compose: train profile (1 tiny epoch into the runs volume)"
 compose --profile train run --rm train python3 -m model.train --out /home/app/runs/d2l \
     --epochs 1 --resize 28 --train-subset 512 --test-subset 256 --no-progress
-step "compose: cpu profile serving the trained checkpoint"
-MODEL_CHECKPOINT=/home/app/runs/d2l/best.safetensors compose --profile cpu up -d api-cpu
-for _ in $(seq 120); do
-    curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
-    sleep 1
-done
-curl -sf "http://127.0.0.1:$PORT/model" | python3 -c '
+# Start api-cpu (building as a user would: every layer is cached by now) on a checkpoint, check
+# that /model names it and that /predict answers, stop it.
+serve_and_check() {
+    compose --profile cpu up -d --build api-cpu
+    for _ in $(seq 120); do
+        curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
+        sleep 1
+    done
+    curl -sf "http://127.0.0.1:$PORT/model" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
-assert m["checkpoint_path"] == "/home/app/runs/d2l/best.safetensors" and m["device"] == "cpu", m
-print("serving", m["checkpoint_path"], "on", m["device"])'
-curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$PORT/predict" >/dev/null
+assert m["checkpoint_path"] == sys.argv[1] and m["device"] == "cpu", m
+print("serving", m["checkpoint_path"], "on", m["device"])' "$MODEL_CHECKPOINT"
+    curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$PORT/predict" >/dev/null
+    compose --profile cpu stop api-cpu
+}
+step "compose: cpu profile serving the trained checkpoint"
+MODEL_CHECKPOINT=/home/app/runs/d2l/best.safetensors serve_and_check
+step "compose: cpu profile serving a checkpoint from a mounted folder"
+CHECKPOINT_DIR=$ROOT/model/weights MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safetensors \
+    serve_and_check
 compose --profile cpu --profile train down -v
 
 step "docker smoke test passed"
