@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 ARCHITECTURE = "d2l-resnet18"
 
@@ -73,3 +76,24 @@ def init_xavier(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(module.weight)
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """An inference-only copy with every BatchNorm folded into the conv before it.
+
+    In eval mode BN is a per-channel affine map, so it can live in the conv's weight and bias:
+    the same outputs (to float rounding) with 20 fewer layers to run.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, Residual):
+            module.conv1 = fuse_conv_bn_eval(module.conv1, module.bn1)
+            module.conv2 = fuse_conv_bn_eval(module.conv2, module.bn2)
+            module.bn1, module.bn2 = nn.Identity(), nn.Identity()  # type: ignore[assignment]
+        elif isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(conv, bn)
+                    module[i + 1] = nn.Identity()
+    return folded

@@ -53,6 +53,11 @@ REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode with Pillow: size checked before pixels, first frame, EXIF orientation applied."""
+    return load_image(open_image(data, max_pixels))
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read the header only (cheap): format known and size checked, no pixels decoded yet."""
     if not data:
         raise CorruptImageError("the image is empty (0 bytes)")
     try:
@@ -71,6 +76,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageTooLargeError(
             f"the image declares {width}x{height} pixels; the limit is {max_pixels:,} pixels"
         )
+    return img
+
+
+def load_image(img: Image.Image) -> Image.Image:
+    """Decode the pixels of an opened image: first frame, EXIF orientation applied."""
     try:
         if img.format == "JPEG":
             # Decode large JPEGs at a reduced DCT scale: only 28x28 pixels survive anyway.

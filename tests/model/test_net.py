@@ -1,7 +1,8 @@
 import pytest
 import torch
+from torch import nn
 
-from model.net import Residual, resnet18
+from model.net import Residual, fold_batch_norm, resnet18
 
 SEED_SHAPES_224 = [
     ("Sequential", (1, 64, 56, 56)),
@@ -46,3 +47,21 @@ def test_head_and_stem_follow_arguments(classes: int, channels: int) -> None:
         torch.rand(2, channels, 28, 28)
     )
     assert out.shape == (2, classes)
+
+
+def test_folding_batch_norm_keeps_outputs_and_removes_every_bn() -> None:
+    torch.manual_seed(0)
+    net = resnet18()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):  # statistics a trained network could have
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    net.eval()
+    folded = fold_batch_norm(net)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 17  # a copy was folded
