@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.checkpoint import SHIPPED_CHECKPOINT
@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(
         None, ge=1, le=1024, description="images per forward pass; default 32 on CPU, 128 on CUDA"
     )
-    max_wait_ms: float | None = Field(
-        None, ge=0, le=1000, description="how long a batch waits to fill; default 2 ms"
+    max_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="how long a quiet queue waits for a batch to fill"
     )
     queue_size: int = Field(512, ge=1, description="images waiting for inference before 503")
     request_timeout_s: float = Field(
@@ -42,7 +42,25 @@ class Settings(BaseSettings):
     )
     max_batch_images: int = Field(64, ge=1, description="images per /predict/batch request")
     default_top_k: int = Field(3, ge=1, le=10)
-    torch_threads: int | None = Field(None, ge=1, description="intra-op threads for CPU inference")
+    model_backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="auto: onnxruntime on CPU when installed, torch otherwise"
+    )
+    inference_threads: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=AliasChoices("inference_threads", "torch_threads"),
+        description="intra-op threads for CPU inference; default all cores but one "
+        "(TORCH_THREADS also works)",
+    )
+    decode_threads: int | None = Field(
+        None, ge=1, description="threads decoding uploaded photos; default one per core"
+    )
+    model_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="auto: fp16 on CUDA, fp32 on CPU"
+    )
+    fold_batch_norm: bool = Field(True, description="fold BatchNorm into the convs at start-up")
+    channels_last: bool = Field(True, description="NHWC memory layout for the convs")
+    torch_compile: bool = Field(False, description="torch.compile the model at start-up")
     log_level: str = Field("info")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins"

@@ -1,4 +1,7 @@
-"""Request dependencies: the running engine and settings, and the optional API key check."""
+"""Request dependencies: the running engine and settings, and the optional API key check.
+
+All async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key header")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> InferenceEngine:
+def engine_of(request: Request) -> InferenceEngine:
     """The engine, or 503 while the model is not loaded and warmed up."""
     engine: InferenceEngine | None = getattr(request.app.state, "engine", None)
     if engine is None or not engine.ready:
@@ -28,16 +31,20 @@ def get_engine(request: Request) -> InferenceEngine:
     return engine
 
 
-def require_api_key(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    header: str | None = Depends(_header),
-) -> None:
-    """When API_KEY is set, accept it as 'Authorization: Bearer <key>' or 'X-API-Key'."""
-    expected = get_settings(request).api_key
+async def get_engine(request: Request) -> InferenceEngine:
+    """engine_of as a dependency."""
+    return engine_of(request)
+
+
+def check_api_key(request: Request) -> None:
+    """When API_KEY is set, accept it as 'Authorization: Bearer <key>' or 'X-API-Key'; else 401."""
+    expected = request.app.state.settings.api_key
     if expected is None:
         return
-    given = header or (bearer.credentials if bearer else None)
+    given = request.headers.get("x-api-key")
+    if given is None:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        given = credentials.strip() if scheme.lower() == "bearer" and credentials else None
     if given is None:
         raise ApiError(
             401,
@@ -46,3 +53,16 @@ def require_api_key(
         )
     if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
         raise ApiError(401, "the API key is not valid", {"WWW-Authenticate": "Bearer"})
+
+
+async def require_api_key(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    header: str | None = Depends(_header),
+) -> None:
+    """check_api_key as a dependency, which also puts both schemes in the OpenAPI document."""
+    check_api_key(request)
+
+
+# For routes that check the key in their body (the hot path skips dependency solving).
+API_KEY_SECURITY = [{"HTTPBearer": []}, {"APIKeyHeader": []}]

@@ -6,7 +6,10 @@ import asyncio
 import collections
 import io
 import logging
+import os
+import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -15,8 +18,16 @@ from PIL import Image
 from torch import Tensor
 
 from app.metrics import Metrics
+from app.runtime import InputSpec, ModelOptions, build_runner
 from model.checkpoint import Checkpoint
-from model.preprocess import NATIVE_SIZE, WORKING_SIZE, prepare_photo, to_model_input
+from model.preprocess import (
+    NATIVE_SIZE,
+    WORKING_SIZE,
+    load_image,
+    open_image,
+    photo_to_fashion_mnist,
+    prepare_photo,
+)
 
 log = logging.getLogger("app.engine")
 
@@ -37,14 +48,26 @@ def describe_device(device: torch.device) -> str:
     reason = (
         "CUDA available but not chosen" if torch.cuda.is_available() else "no CUDA device found"
     )
-    return f"cpu ({reason}, {torch.get_num_threads()} threads)"
+    return f"cpu ({reason})"
+
+
+# Decoding a thumbnail takes about 0.1 ms, less than a hop to a thread and back; larger images
+# are decoded off the event loop, so one big photo never stalls the other requests.
+INLINE_MAX_PIXELS = 64 * 64
+
+
+def _decode_and_preprocess(img: Image.Image, start: float) -> tuple[Tensor, float, float]:
+    img = load_image(img)
+    decoded = time.perf_counter()
+    x = photo_to_fashion_mnist(img)
+    return x, decoded - start, time.perf_counter() - decoded
 
 
 @dataclass
 class Result:
     """Class probabilities for a job's images and where its time went."""
 
-    probs: Tensor
+    probs: list[list[float]]
     queue_s: float
     inference_s: float
     batch_size: int
@@ -52,13 +75,19 @@ class Result:
 
 @dataclass
 class _Job:
-    images: Tensor  # (n, 28, 28) uint8
+    images: Sequence[Tensor]  # each (28, 28) uint8
     future: asyncio.Future[Result]
+    loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class InferenceEngine:
-    """Groups concurrent requests into forward passes run on one inference thread."""
+    """Groups concurrent requests into forward passes run on one inference thread.
+
+    The thread takes its next batch itself, the moment the previous forward pass ends. Had the
+    event loop to dispatch it, the model would sit idle while the loop answered the last batch
+    and parsed the next requests; this way the two overlap.
+    """
 
     def __init__(
         self,
@@ -70,15 +99,17 @@ class InferenceEngine:
         queue_size: int,
         timeout_s: float,
         metrics: Metrics | None = None,
+        options: ModelOptions | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         self.ckpt = ckpt
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
-        self.model = ckpt.model.to(device).eval()
-        self.dtype = next(self.model.parameters()).dtype
+        self.options = options or ModelOptions()
         norm = ckpt.meta["normalization"]
-        self.mean, self.std = float(norm["mean"]), float(norm["std"])
+        spec = InputSpec(ckpt.input_size, float(norm["mean"]), float(norm["std"]))
+        self.runner = build_runner(ckpt.model, device, self.options, spec)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
@@ -88,17 +119,27 @@ class InferenceEngine:
         self.forward_passes = 0
         self._jobs: collections.deque[_Job] = collections.deque()
         self._queued_images = 0
-        self._wakeup = asyncio.Event()
-        # One thread owns the model: forward passes never overlap and never block the event loop.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self._worker: asyncio.Task[None] | None = None
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # As many decoders as cores: more only hold more photos in memory at once (each thread
+        # also grows its own malloc arena) without decoding any faster.
+        self._decoders = ThreadPoolExecutor(
+            decode_threads or len(os.sched_getaffinity(0)), thread_name_prefix="decode"
+        )
 
-    @torch.inference_mode()
-    def _forward(self, images: Tensor) -> Tensor:
-        # uint8 crosses to the device (4x fewer bytes than float), then resize and normalise there.
-        x = images.to(self.device, non_blocking=True)
-        logits = self.model(to_model_input(x, self.ckpt.input_size, self.mean, self.std))
-        return torch.softmax(logits.float(), dim=1).cpu()
+    def forward(self, images: Tensor) -> Tensor:
+        """Class probabilities for (n, 28, 28) uint8 images, run on the calling thread."""
+        return self.runner(images)
+
+    async def prepare(self, data: bytes, max_pixels: int) -> tuple[Tensor, float, float]:
+        """Upload bytes to a (28, 28) uint8 image, with decode and preprocess seconds."""
+        start = time.perf_counter()
+        img = open_image(data, max_pixels)  # the header: bad uploads fail here, cheaply
+        if img.width * img.height <= INLINE_MAX_PIXELS:
+            return _decode_and_preprocess(img, start)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decoders, _decode_and_preprocess, img, start)
 
     @property
     def queued_images(self) -> int:
@@ -112,103 +153,112 @@ class InferenceEngine:
         for fmt in ("PNG", "JPEG"):
             buf = io.BytesIO()
             Image.new("RGB", (2 * WORKING_SIZE, WORKING_SIZE), "white").save(buf, format=fmt)
-            await loop.run_in_executor(None, prepare_photo, buf.getvalue())
+            await loop.run_in_executor(self._decoders, prepare_photo, buf.getvalue())
         for n in sorted({1, self.max_batch_size}):
             blank = torch.zeros(n, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
-            await loop.run_in_executor(self._executor, self._forward, blank)
-        self._wakeup = asyncio.Event()
-        self._worker = asyncio.create_task(self._run(), name="batcher")
+            await loop.run_in_executor(None, self.forward, blank)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
+        self._thread.start()
         self.ready = True
 
     async def stop(self) -> None:
-        """Stop batching; pending requests fail, the thread is released."""
+        """Stop batching; pending requests fail, the thread ends after its current batch."""
         self.ready = False
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        while self._jobs:
-            job = self._jobs.popleft()
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+            pending, self._jobs = list(self._jobs), collections.deque()
+            self._queued_images = 0
+        for job in pending:
             if not job.future.done():
                 job.future.set_exception(QueueFullError("the service is shutting down"))
-        self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._decoders.shutdown(wait=True)
 
-    async def infer(self, images: Tensor) -> Result:
-        """Probabilities for (n, 28, 28) uint8 images, batched with whatever else is waiting."""
+    async def infer(self, images: Sequence[Tensor]) -> Result:
+        """Probabilities for (28, 28) uint8 images, batched with whatever else is waiting."""
         n = len(images)
-        if self._queued_images + n > self.queue_size:
-            raise QueueFullError(f"the inference queue is full ({self.queue_size} images)")
-        job = _Job(images, asyncio.get_running_loop().create_future())
-        self._jobs.append(job)
-        self._queued_images += n
+        loop = asyncio.get_running_loop()
+        job = _Job(images, loop.create_future(), loop)
+        with self._lock:
+            if self._stopping or self._queued_images + n > self.queue_size:
+                raise QueueFullError(f"the inference queue is full ({self.queue_size} images)")
+            self._jobs.append(job)
+            self._queued_images += n
+            self._lock.notify()
         self.metrics.queue_depth.set(self._queued_images)
-        self._wakeup.set()
         try:
-            return await asyncio.wait_for(job.future, self.timeout_s)
+            # asyncio.timeout arms one timer; wait_for would also wrap the future in a task.
+            async with asyncio.timeout(self.timeout_s):
+                return await job.future
         except TimeoutError as exc:
             raise InferenceTimeoutError(
                 f"no result within the request timeout of {self.timeout_s:g} s"
             ) from exc
 
-    def _take_batch(self) -> list[_Job]:
-        jobs: list[_Job] = []
-        size = 0
-        while self._jobs:
-            job = self._jobs[0]
-            if jobs and size + len(job.images) > self.max_batch_size:
-                break
-            self._jobs.popleft()
-            self._queued_images -= len(job.images)
-            if job.future.done():  # timed out or its client went away
-                continue
-            jobs.append(job)
-            size += len(job.images)
-        self.metrics.queue_depth.set(self._queued_images)
-        return jobs
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._jobs:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            # Requests that arrive during a forward pass form the next batch by themselves;
-            # the wait only helps a quiet queue gather a few more.
+    def _take_batch(self) -> list[_Job] | None:
+        """Wait for work, give a quiet queue max_wait to fill, take up to max_batch_size images."""
+        with self._lock:
+            while not self._jobs and not self._stopping:
+                self._lock.wait()
+            if self._stopping:
+                return None
             deadline = self._jobs[0].enqueued + self.max_wait_s
-            while self._queued_images < self.max_batch_size:
+            while self._queued_images < self.max_batch_size and not self._stopping:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
+                self._lock.wait(remaining)
+            jobs: list[_Job] = []
+            size = 0
+            while self._jobs:
+                job = self._jobs[0]
+                if jobs and size + len(job.images) > self.max_batch_size:
                     break
-            jobs = self._take_batch()
+                self._jobs.popleft()
+                self._queued_images -= len(job.images)
+                if job.future.done():  # timed out or its client went away
+                    continue
+                jobs.append(job)
+                size += len(job.images)
+        self.metrics.queue_depth.set(self._queued_images)
+        return jobs
+
+    def _serve(self) -> None:
+        """The inference thread: batches until stop()."""
+        while (jobs := self._take_batch()) is not None:
             if not jobs:
                 continue
-            batch = torch.cat([j.images for j in jobs]) if len(jobs) > 1 else jobs[0].images
             started = time.perf_counter()
             try:
-                probs = await loop.run_in_executor(self._executor, self._forward, batch)
-            except Exception as exc:  # a failed forward fails its requests, not the worker
+                # Joining, the forward pass and the conversion to Python floats all happen here,
+                # so the event loop never calls into torch (and never queues for the GIL after).
+                probs = self.forward(torch.stack([x for j in jobs for x in j.images])).tolist()
+            except Exception as exc:  # a failed forward fails its requests, not the thread
                 log.exception("forward pass failed")
                 for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    job.loop.call_soon_threadsafe(_fail, job.future, exc)
                 continue
             inference_s = time.perf_counter() - started
             self.forward_passes += 1
-            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_size.observe(len(probs))
             offset = 0
             for job in jobs:
                 n = len(job.images)
-                if not job.future.done():
-                    job.future.set_result(
-                        Result(
-                            probs[offset : offset + n],
-                            started - job.enqueued,
-                            inference_s,
-                            len(batch),
-                        )
-                    )
+                result = Result(
+                    probs[offset : offset + n], started - job.enqueued, inference_s, len(probs)
+                )
+                job.loop.call_soon_threadsafe(_succeed, job.future, result)
                 offset += n
+
+
+def _succeed(future: asyncio.Future[Result], result: Result) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Result], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

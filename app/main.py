@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,8 @@ from app.engine import InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
-from model.checkpoint import CheckpointError, load_checkpoint
+from app.runtime import ModelOptions
+from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
 log = logging.getLogger("app")
@@ -27,6 +29,31 @@ Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18
 it is turned into a Fashion-MNIST-like image (orientation, transparency, grayscale, polarity,
 crop, padding) before the network sees it. Concurrent requests share forward passes.
 """
+
+
+def build_engine(
+    settings: Settings, ckpt: Checkpoint, device: torch.device, metrics: Metrics | None = None
+) -> InferenceEngine:
+    """The inference engine the settings describe, not yet started."""
+    on_cuda = device.type == "cuda"
+    return InferenceEngine(
+        ckpt,
+        device,
+        max_batch_size=settings.max_batch_size or (128 if on_cuda else 32),
+        max_wait_s=settings.max_wait_ms / 1000,
+        queue_size=settings.queue_size,
+        timeout_s=settings.request_timeout_s,
+        metrics=metrics,
+        decode_threads=settings.decode_threads,
+        options=ModelOptions(
+            backend=settings.model_backend,
+            threads=settings.inference_threads,
+            fold_batch_norm=settings.fold_batch_norm,
+            channels_last=settings.channels_last,
+            precision=settings.model_precision,
+            compile=settings.torch_compile,
+        ),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,27 +72,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
-        on_cuda = device.type == "cuda"
-        engine = InferenceEngine(
-            ckpt,
-            device,
-            max_batch_size=settings.max_batch_size or (128 if on_cuda else 32),
-            max_wait_s=(settings.max_wait_ms if settings.max_wait_ms is not None else 2.0) / 1000,
-            queue_size=settings.queue_size,
-            timeout_s=settings.request_timeout_s,
-            metrics=metrics,
-        )
+        engine = build_engine(settings, ckpt, device, metrics)
         await engine.start()
+        # Everything loaded so far (torch, the model, FastAPI) lives as long as the process:
+        # moved out of the collector's sight, a full collection no longer stalls requests.
+        gc.collect()
+        gc.freeze()
+        import os
+        import sys
+
+        if os.environ.get("SWITCH"):
+            sys.setswitchinterval(float(os.environ["SWITCH"]))
         app.state.engine = engine
         log.info(
-            "serving %s checkpoint %s (%dx%d input) on %s, batches up to %d",
+            "serving %s checkpoint %s (%dx%d input) on %s with %s, batches up to %d",
             ckpt.meta["architecture"],
             ckpt.short_hash,
             ckpt.input_size,
             ckpt.input_size,
             describe_device(device),
+            engine.runner.name,
             engine.max_batch_size,
         )
         try:

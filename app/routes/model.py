@@ -44,7 +44,7 @@ def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) ->
 async def model_info(
     engine: InferenceEngine = Depends(get_engine), settings: Settings = Depends(get_settings)
 ) -> ModelInfo:
-    """Classes, input size, device, dtype and the checkpoint's metadata (recipe, metrics, hash)."""
+    """Classes, input size, device, dtype, backend and the checkpoint's metadata and hash."""
     meta = engine.ckpt.meta
     return ModelInfo(
         architecture=meta["architecture"],
@@ -52,7 +52,8 @@ async def model_info(
         input_size=engine.ckpt.input_size,
         in_channels=int(meta.get("in_channels", 1)),
         device=str(engine.device),
-        dtype=str(engine.dtype).removeprefix("torch."),
+        dtype=str(engine.runner.dtype).removeprefix("torch."),
+        backend=engine.runner.name,
         checkpoint=engine.ckpt.short_hash,
         checkpoint_path=str(settings.model_checkpoint),
         metadata=meta,

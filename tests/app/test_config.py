@@ -21,6 +21,12 @@ def test_env_vars_fill_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "DEFAULT_TOP_K": "5",
         "CORS_ORIGINS": "http://a.example, http://b.example",
         "API_KEY": "k",
+        "MODEL_BACKEND": "torch",
+        "INFERENCE_THREADS": "3",
+        "MODEL_PRECISION": "bf16",
+        "FOLD_BATCH_NORM": "false",
+        "CHANNELS_LAST": "0",
+        "TORCH_COMPILE": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -30,9 +36,19 @@ def test_env_vars_fill_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert s.max_upload_bytes == int(1.5 * 1024 * 1024) and s.request_timeout_s == 2.5
     assert s.cors_origins == ["http://a.example", "http://b.example"]
     assert s.api_key is not None and s.api_key.get_secret_value() == "k"
+    assert (s.model_backend, s.inference_threads, s.model_precision) == ("torch", 3, "bf16")
+    assert (s.fold_batch_norm, s.channels_last, s.torch_compile) == (False, False, True)
 
 
-@pytest.mark.parametrize(("name", "value"), [("DEFAULT_TOP_K", "11"), ("QUEUE_SIZE", "0")])
+def test_torch_threads_still_sets_the_inference_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_THREADS", "2")
+    assert Settings(_env_file=None).inference_threads == 2  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DEFAULT_TOP_K", "11"), ("QUEUE_SIZE", "0"), ("MODEL_BACKEND", "tensorrt")],
+)
 def test_out_of_range_settings_are_rejected(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:

@@ -9,7 +9,7 @@ def test_model_info_reports_checkpoint_and_device(client: TestClient) -> None:
     assert body["architecture"] == "d2l-resnet18"
     assert len(body["classes"]) == 10 and body["classes"][9] == "Ankle boot"
     assert (body["input_size"], body["in_channels"], body["device"]) == (28, 1, "cpu")
-    assert body["dtype"] == "float32"
+    assert body["dtype"] == "float32" and body["backend"].startswith("onnxruntime")
     assert body["checkpoint"] == body["metadata"]["weights_sha256"][:12]
     assert {"recipe", "metrics", "normalization", "torch_version"} <= set(body["metadata"])
 
