@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: install serve test lint format
+.PHONY: install serve test bench lint format
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ serve: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# The serving load benchmark (about 5 minutes); the table goes to stdout, all figures to JSON.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serve_load.py --json runs/serve_load.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,533 @@
+"""Serving load benchmark: the service vs the raw model ceiling and a naive FastAPI wrapper.
+
+    python benchmarks/serve_load.py [--duration 10] [--concurrency 1 8 32 64] [--json out.json]
+
+One run, side by side on the same machine: it starts the service (uvicorn with the app's
+defaults, access log off) and then benchmarks/naive_server.py, drives each with a 28x28
+Fashion-MNIST PNG and a real photo at each concurrency (a warm-up, then a fixed duration), and
+measures the raw ceiling: in-process forward passes of the same checkpoint on the same device.
+Right after each service run it times the raw model at batch 1 and at the mean batch size that
+run used (read from /metrics), so each ratio compares figures taken seconds apart; a full raw
+table ends the run. The load comes from `wrk` (C, one thread, nice 10, a Lua script posting a
+prebuilt multipart body) when it is on PATH, else from load_client.py (asyncio); the output
+says which, and how much CPU it took, since it shares the cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.config import Settings  # noqa: E402
+from app.main import build_engine  # noqa: E402
+from app.runtime import default_threads  # noqa: E402
+from model.checkpoint import load_checkpoint  # noqa: E402
+from model.data import load_split  # noqa: E402
+from model.device import resolve_device  # noqa: E402
+from model.preprocess import to_model_input  # noqa: E402
+
+DEFAULT_PHOTO = ROOT.parent / "shared" / "real-photos" / "2_pullover" / "sol_ruby_hoodie.jpg"
+BOUNDARY = "fashion-resnet-load-boundary"
+# The acceptance bar of issue 6: TorchServe's best p99 at concurrency 32 on this machine.
+TORCHSERVE_P99_MS = 177.0
+
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("LOAD_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("LOAD_CONTENT_TYPE")
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %f, "errors": %d, "p50_ms": %f, "p95_ms": %f, "p99_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.timeout + e.status,
+    latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One prebuilt multipart request body."""
+
+    name: str
+    content_type: str
+    body: bytes
+
+
+@dataclass
+class LoadResult:
+    """One load run against one server."""
+
+    server: str
+    input: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    server_cpu: float  # cores the server process used on average
+    generator_cpu: float  # cores the load generator used on average
+    mean_batch: float | None = None
+    # The raw model measured right after this run (service runs only), so drift in the machine's
+    # speed over the benchmark hits both sides alike: ms at batch 1, images/s at the mean batch
+    # size the service used, as the service runs the model and as plain eager PyTorch.
+    raw_b1_ms: float | None = None
+    raw_batch_used: float | None = None
+    raw_eager_batch_used: float | None = None
+
+
+def multipart(name: str, filename: str, mime: str, data: bytes) -> Upload:
+    """A multipart/form-data body with one file in field 'image', as curl -F sends it."""
+    body = (
+        (
+            f"--{BOUNDARY}\r\n"
+            f'Content-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: {mime}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    return Upload(name, f"multipart/form-data; boundary={BOUNDARY}", body)
+
+
+def fashion_mnist_png() -> bytes:
+    """The first Fashion-MNIST test image as a 28x28 grayscale PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(load_split("test").images[0].numpy()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --- load generators -------------------------------------------------------------------------
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(url: str, upload: Upload, concurrency: int, seconds: float) -> dict[str, float]:
+    """wrk at nice 10, one thread, `concurrency` keep-alive connections."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, body = Path(tmp, "post.lua"), Path(tmp, "body")
+        script.write_text(WRK_SCRIPT)
+        body.write_bytes(upload.body)
+        env = {**os.environ, "LOAD_BODY": str(body), "LOAD_CONTENT_TYPE": upload.content_type}
+        cmd = ["nice", "-n", "10", "wrk", "-t1", f"-c{concurrency}", f"-d{math.ceil(seconds)}s"]
+        cmd += ["--timeout", "30s", "-s", str(script), url]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def run_python(url: str, upload: Upload, concurrency: int, seconds: float) -> dict[str, float]:
+    """load_client.py in a child process at nice 10 (so its CPU is counted and yields)."""
+    with tempfile.NamedTemporaryFile(suffix=".body") as body:
+        body.write(upload.body)
+        body.flush()
+        cmd = ["nice", "-n", "10", sys.executable, str(Path(__file__).with_name("load_client.py"))]
+        cmd += [url, body.name, upload.content_type, str(concurrency), str(seconds)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return bytes(resp.read())
+
+
+@contextlib.contextmanager
+def server(
+    app: str, ready_path: str, env: dict[str, str], extra: list[str]
+) -> Iterator[tuple[str, int]]:
+    """Start uvicorn on a free port; yield (base URL, pid) once `ready_path` answers 200."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", *app.split(), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{app} exited with {proc.returncode} before it was ready")
+            with contextlib.suppress(OSError):
+                get(base + ready_path, timeout=1)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{app} not ready after 120 s")
+            time.sleep(0.2)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def batch_totals(base: str) -> tuple[float, float]:
+    """(images, forward passes) so far, from the service's /metrics."""
+    text = get(base + "/metrics").decode()
+    total = re.search(r"^fashion_batch_size_sum (\S+)", text, re.M)
+    count = re.search(r"^fashion_batch_size_count (\S+)", text, re.M)
+    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+
+class Driver:
+    """Runs the chosen load generator and records what each run cost."""
+
+    def __init__(
+        self, generator: str, warmup: float, duration: float, raw: RawModel | None
+    ) -> None:
+        self.generator, self.warmup, self.duration, self.raw = generator, warmup, duration, raw
+        self.run = run_wrk if generator == "wrk" else run_python
+        self.requests = 0  # every request sent, warm-ups included
+
+    def load(
+        self, name: str, base: str, pid: int, upload: Upload, concurrency: int, service: bool
+    ) -> LoadResult:
+        url = base + "/predict"
+        self.requests += int(self.run(url, upload, concurrency, self.warmup)["requests"])
+        before = batch_totals(base) if service else (0.0, 0.0)
+        cpu, gen_cpu = process_cpu(pid), _children_cpu()
+        r = self.run(url, upload, concurrency, self.duration)
+        cpu, gen_cpu = process_cpu(pid) - cpu, _children_cpu() - gen_cpu
+        self.requests += int(r["requests"])
+        mean_batch = None
+        raw: dict[str, float] = {}
+        if service:
+            after = batch_totals(base)
+            passes = after[1] - before[1]
+            mean_batch = round((after[0] - before[0]) / passes, 2) if passes else None
+            if self.raw and mean_batch:
+                used = max(1, round(mean_batch))
+                raw["raw_b1_ms"] = self.raw.time("as_served", 1)["ms"]
+                raw["raw_batch_used"] = self.raw.time("as_served", used)["img_per_s"]
+                raw["raw_eager_batch_used"] = self.raw.time("as_loaded", used)["img_per_s"]
+        seconds = float(r["seconds"])
+        result = LoadResult(
+            server=name,
+            input=upload.name,
+            concurrency=concurrency,
+            requests=int(r["requests"]),
+            errors=int(r["errors"]),
+            seconds=round(seconds, 3),
+            rps=round(r["requests"] / seconds, 1),
+            p50_ms=round(r["p50_ms"], 2),
+            p95_ms=round(r["p95_ms"], 2),
+            p99_ms=round(r["p99_ms"], 2),
+            server_cpu=round(cpu / seconds, 2),
+            generator_cpu=round(gen_cpu / seconds, 2),
+            mean_batch=mean_batch,
+            **raw,
+        )
+        print(
+            f"  {name:8} {upload.name:14} c={concurrency:<3} {result.rps:7.1f} req/s  "
+            f"p50 {result.p50_ms:7.2f}  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+            + (f"  mean batch {mean_batch}" if mean_batch else ""),
+            flush=True,
+        )
+        return result
+
+
+# --- raw ceiling -----------------------------------------------------------------------------
+
+
+def time_forward(fn: object, images: torch.Tensor, min_seconds: float) -> float:
+    """Median seconds of one forward pass of `images` through `fn`."""
+    for _ in range(3):
+        fn(images)  # type: ignore[operator]
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 10 or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn(images)  # type: ignore[operator]
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+class RawModel:
+    """In-process forward passes of the same checkpoint on the same device, three ways.
+
+    as_served: the service's own model and thread count (its engine's forward, uint8 to
+    probabilities). all_cores: the same with every core. as_loaded: the checkpoint's plain
+    nn.Module in eager PyTorch with torch's default threads, as model.evaluate runs it.
+    """
+
+    def __init__(self, settings: Settings, seconds: float) -> None:
+        device = resolve_device(settings.model_device)
+        ckpt = load_checkpoint(settings.model_checkpoint)
+        norm = ckpt.meta["normalization"]
+        plain = ckpt.model.to(device).eval()
+        torch_threads = torch.get_num_threads()
+
+        @torch.inference_mode()
+        def as_loaded(images: torch.Tensor) -> torch.Tensor:
+            x = to_model_input(images.to(device), ckpt.input_size, norm["mean"], norm["std"])
+            return plain(x).softmax(1).cpu()
+
+        cores = len(os.sched_getaffinity(0))
+        all_cores = settings.model_copy(update={"inference_threads": cores})
+        self.ways = {
+            "as_loaded": as_loaded,
+            "all_cores": build_engine(all_cores, ckpt, device).runner,
+            "as_served": build_engine(settings, ckpt, device).runner,
+        }
+        served = settings.inference_threads or default_threads()
+        self.threads = {"as_loaded": torch_threads, "all_cores": cores, "as_served": served}
+        self.test = load_split("test").images
+        self.seconds = seconds
+
+    def time(self, way: str, batch: int) -> dict[str, float]:
+        """ms per forward pass and images/s of one way at one batch size (median)."""
+        torch.set_num_threads(self.threads[way])  # torch's count is per process
+        sec = time_forward(self.ways[way], self.test[:batch].contiguous(), self.seconds)
+        return {"ms": round(sec * 1e3, 2), "img_per_s": round(batch / sec, 1)}
+
+    def table(self, batches: list[int]) -> dict[str, dict[int, dict[str, float]]]:
+        """Every way at every batch size, printed as it goes."""
+        out: dict[str, dict[int, dict[str, float]]] = {}
+        for way in self.ways:
+            out[way] = {b: self.time(way, b) for b in batches}
+            print(
+                f"  raw {way:9} "
+                + "  ".join(f"b{b} {v['ms']} ms {v['img_per_s']}/s" for b, v in out[way].items()),
+                flush=True,
+            )
+        return out
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--env wants KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each run")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    p.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="the real photo to post")
+    p.add_argument("--inputs", nargs="+", choices=["fmnist", "photo"], default=["fmnist", "photo"])
+    p.add_argument(
+        "--servers", nargs="+", choices=["service", "naive"], default=["service", "naive"]
+    )
+    p.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument("--raw-seconds", type=float, default=1.5, help="timing per raw batch size")
+    p.add_argument("--memory-requests", type=int, default=10_000, help="requests for the RSS check")
+    p.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the service")
+    p.add_argument("--server-args", default="", help="more uvicorn options for the service")
+    p.add_argument("--json", type=Path, default=ROOT / "runs" / "serve_load.json")
+    args = p.parse_args()
+
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+    env = parse_env(args.env)
+    os.environ.update(env)  # the raw ceiling uses the service's own settings
+    settings = Settings()
+    uploads = {
+        "fmnist": multipart("fmnist-28.png", "fmnist.png", "image/png", fashion_mnist_png()),
+        "photo": multipart(
+            f"photo-{args.photo.suffix[1:]}",
+            args.photo.name,
+            "image/jpeg" if args.photo.suffix.lower() in (".jpg", ".jpeg") else "image/png",
+            args.photo.read_bytes(),
+        ),
+    }
+    uploads = {k: uploads[k] for k in args.inputs}
+    raw_model = RawModel(settings, args.raw_seconds) if "service" in args.servers else None
+    driver = Driver(generator, args.warmup, args.duration, raw_model)
+    print(
+        f"load generator: {generator}"
+        + (" (1 thread, nice 10, Lua posting a prebuilt body)" if generator == "wrk" else "")
+        + f"; {args.warmup:g} s warm-up + {args.duration:g} s per run; torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs; service env {env or 'defaults'}",
+        flush=True,
+    )
+    results: list[LoadResult] = []
+    memory: dict[str, float] = {}
+    for name in args.servers:
+        service = name == "service"
+        app = (
+            "app.main:create_app --factory"
+            if service
+            else ("--app-dir benchmarks naive_server:create_app --factory")
+        )
+        extra = args.server_args.split() if service else []
+        with server(app, "/health/ready" if service else "/health", env, extra) as (base, pid):
+            for upload in uploads.values():
+                for c in args.concurrency:
+                    results.append(driver.load(name, base, pid, upload, c, service))
+                    if service and not memory:
+                        memory["rss_after_warmup_mb"] = rss_mb(pid)
+                        driver.requests = 0
+            if service and args.memory_requests:
+                # Top up to the asked number of requests since the warm-up RSS reading.
+                upload = next(iter(uploads.values()))
+                while driver.requests < args.memory_requests:
+                    rate = max(r.rps for r in results if r.server == "service")
+                    left = (args.memory_requests - driver.requests) / rate + 1
+                    driver.requests += int(
+                        driver.run(base + "/predict", upload, 32, left)["requests"]
+                    )
+                memory["requests_since_warmup"] = driver.requests
+                memory["rss_after_requests_mb"] = rss_mb(pid)
+                memory["growth_mb"] = round(
+                    memory["rss_after_requests_mb"] - memory["rss_after_warmup_mb"], 1
+                )
+    print("\nraw ceiling, in-process, same device (ms per forward, images/s):")
+    raw = raw_model.table(sorted({1, *args.concurrency})) if raw_model else {}
+    report = summarise(results, raw, memory)
+    report["meta"] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or ''}",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "generator": generator,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "service_env": env,
+        "service_uvicorn_args": args.server_args,
+        "device": str(resolve_device(settings.model_device)),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nresults written to {args.json}")
+
+
+def summarise(
+    results: list[LoadResult], raw: dict[str, dict[int, dict[str, float]]], memory: dict[str, float]
+) -> dict[str, object]:
+    """Print the table, ratios and acceptance checks; return everything as one JSON object."""
+    naive = {(r.input, r.concurrency): r for r in results if r.server == "naive"}
+    rows = []
+    print(
+        "\n| server | input | c | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU | "
+        "load CPU | mean batch | / raw as served | / raw eager | / naive |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        row = asdict(r)
+        if r.raw_batch_used and r.raw_eager_batch_used:
+            row["vs_raw_batch_used"] = round(r.rps / r.raw_batch_used, 3)
+            row["vs_raw_eager_batch_used"] = round(r.rps / r.raw_eager_batch_used, 3)
+        if r.server == "service" and (r.input, r.concurrency) in naive:
+            row["vs_naive"] = round(r.rps / naive[(r.input, r.concurrency)].rps, 2)
+        rows.append(row)
+        print(
+            f"| {r.server} | {r.input} | {r.concurrency} | {r.rps} | {r.p50_ms} | {r.p95_ms} | "
+            f"{r.p99_ms} | {r.errors} | {r.server_cpu} | {r.generator_cpu} | "
+            f"{r.mean_batch or '-'} | {row.get('vs_raw_batch_used', '-')} | "
+            f"{row.get('vs_raw_eager_batch_used', '-')} | {row.get('vs_naive', '-')} |"
+        )
+    checks = acceptance(rows, memory)
+    if "growth_mb" in memory:
+        print(
+            f"\nRSS after warm-up {memory['rss_after_warmup_mb']:.1f} MB, after "
+            f"{memory['requests_since_warmup']:,} more requests "
+            f"{memory['rss_after_requests_mb']:.1f} MB (growth {memory['growth_mb']} MB)"
+        )
+    for check in checks:
+        print(f"  [{'PASS' if check['ok'] else 'FAIL'}] {check['what']}")
+    return {"results": rows, "raw": raw, "memory": memory, "acceptance": checks}
+
+
+def acceptance(rows: list[dict[str, object]], memory: dict[str, float]) -> list[dict[str, object]]:
+    """Issue 6's bars, on the Fashion-MNIST PNG, against the raw model as the service runs it."""
+    checks: list[dict[str, object]] = []
+    by_c: dict[object, dict[str, Any]] = {
+        r["concurrency"]: r
+        for r in rows
+        if r["server"] == "service" and r["input"] == "fmnist-28.png"
+    }
+    if by_c.get(1, {}).get("raw_b1_ms"):
+        r = by_c[1]
+        checks.append(
+            {
+                "what": f"c=1 p50 {r['p50_ms']} ms <= raw batch-1 {r['raw_b1_ms']} ms + 3",
+                "ok": r["p50_ms"] <= r["raw_b1_ms"] + 3,
+            }
+        )
+    if by_c.get(32, {}).get("vs_raw_batch_used"):
+        r = by_c[32]
+        checks.append(
+            {
+                "what": f"c=32 {r['rps']} req/s = {r['vs_raw_batch_used']} x raw at the batch size "
+                f"used ({r['mean_batch']}) >= 0.7, errors {r['errors']}, "
+                f"p99 {r['p99_ms']} ms < {TORCHSERVE_P99_MS}",
+                "ok": r["vs_raw_batch_used"] >= 0.7
+                and r["errors"] == 0
+                and r["p99_ms"] < TORCHSERVE_P99_MS,
+            }
+        )
+    if "growth_mb" in memory:
+        checks.append(
+            {
+                "what": f"RSS growth {memory['growth_mb']} MB < 50 MB",
+                "ok": memory["growth_mb"] < 50,
+            }
+        )
+    return checks
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The serving benchmark end to end, in miniature: both servers, both inputs, both generators."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REAL_PHOTOS, ROOT
+
+
+@pytest.mark.parametrize(
+    "generator",
+    [
+        "python",
+        pytest.param("wrk", marks=pytest.mark.skipif(not shutil.which("wrk"), reason="no wrk")),
+    ],
+)
+def test_serve_load_reports_every_run_with_ratios(
+    tmp_path: Path, tiny_checkpoint: Path, generator: str
+) -> None:
+    assert REAL_PHOTOS.is_dir()
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "benchmarks/serve_load.py", "--duration", "1", "--warmup", "1",
+           "--concurrency", "1", "4", "--raw-seconds", "0.1", "--memory-requests", "300",
+           "--generator", generator, "--json", str(out)]  # fmt: skip
+    env = {**os.environ, "MODEL_CHECKPOINT": str(tiny_checkpoint)}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert {(r["server"], r["input"], r["concurrency"]) for r in rows} == {
+        (server, upload, c)
+        for server in ("service", "naive")
+        for upload in ("fmnist-28.png", "photo-jpg")
+        for c in (1, 4)
+    }
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in rows)
+    for r in rows:
+        if r["server"] == "service":
+            assert r["mean_batch"] >= 1 and r["vs_raw_batch_used"] > 0 and r["vs_naive"] > 0
+    assert set(report["raw"]) == {"as_loaded", "all_cores", "as_served"}
+    assert report["memory"]["requests_since_warmup"] >= 300
+    assert len(report["acceptance"]) == 2  # c=1 latency and memory (no c=32 run here)
+    assert report["meta"]["generator"] == generator
+    assert "| service | fmnist-28.png | 4 |" in done.stdout
