@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import torch
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.config import Settings
 from app.deps import (
@@ -22,6 +19,7 @@ from app.deps import (
 )
 from app.engine import InferenceEngine, InferenceTimeoutError, QueueFullError, Result
 from app.errors import ApiError
+from app.multipart import MultipartError, parse_multipart
 from app.schemas import (
     BatchItem,
     BatchPredictResponse,
@@ -77,10 +75,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _single(body: bytes) -> AsyncIterator[bytes]:
-    yield body
-
-
 async def _uploads(
     request: Request, settings: Settings, field: str
 ) -> list[tuple[str | None, bytes]]:
@@ -89,33 +83,23 @@ async def _uploads(
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         body = await _read_body(request, limit + MULTIPART_SLACK)
-        parser = MultiPartParser(
-            request.headers, _single(body), max_files=settings.max_batch_images + 1
-        )
         try:
-            form = await parser.parse()
-        except MultiPartException as exc:
-            raise ApiError(400, f"malformed multipart body: {exc.message}") from exc
-        try:
-            values = form.getlist(field)
-            if not values:
+            # The raw header: a boundary is case-sensitive (browsers use mixed case).
+            raw_type = request.headers["content-type"]
+            parts = parse_multipart(body, raw_type, settings.max_batch_images + 1)
+        except MultipartError as exc:
+            raise ApiError(400, f"malformed multipart body: {exc}") from exc
+        files = [(p.filename, p.data) for p in parts if p.name == field]
+        if not files:
+            raise ApiError(
+                422, f"multipart field '{field}' is missing (send it as -F {field}=@file)"
+            )
+        for name, data in files:
+            if len(data) > limit:
                 raise ApiError(
-                    422, f"multipart field '{field}' is missing (send it as -F {field}=@file)"
+                    413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
                 )
-            files = []
-            for value in values:
-                if isinstance(value, UploadFile):
-                    data, name = await value.read(), value.filename
-                else:
-                    data, name = value.encode(), None
-                if len(data) > limit:
-                    raise ApiError(
-                        413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
-                    )
-                files.append((name, data))
-            return files
-        finally:
-            await form.close()
+        return files
     if content_type.startswith(("image/", "application/octet-stream")) and field == "image":
         return [(None, await _read_body(request, limit))]
     raise ApiError(
