@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         validation_alias=AliasChoices("inference_threads", "torch_threads"),
-        description="intra-op threads for CPU inference; default all cores but one "
-        "(TORCH_THREADS also works)",
+        description="intra-op threads for CPU inference; default all cores but one at 28x28 "
+        "input, all cores above (TORCH_THREADS also works)",
     )
     decode_threads: int | None = Field(
         None, ge=1, description="threads decoding uploaded photos; default one per core"

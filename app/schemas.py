@@ -82,7 +82,7 @@ class ModelInfo(BaseModel):
     in_channels: int
     device: str
     dtype: str
-    backend: str = Field(examples=["onnxruntime 1.32.0 (float32, 1 threads)"])
+    backend: str = Field(examples=["onnxruntime 1.32.0 (float32, 1 thread)"])
     checkpoint: str = Field(description="short sha256 of the weights")
     checkpoint_path: str
     metadata: dict[str, Any] = Field(

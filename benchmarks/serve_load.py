@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.config import Settings  # noqa: E402
 from app.main import build_engine  # noqa: E402
-from app.runtime import default_threads  # noqa: E402
+from app.runtime import InputSpec, default_threads  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.device import resolve_device  # noqa: E402
@@ -323,7 +323,8 @@ class RawModel:
             "all_cores": build_engine(all_cores, ckpt, device).runner,
             "as_served": build_engine(settings, ckpt, device).runner,
         }
-        served = settings.inference_threads or default_threads()
+        spec = InputSpec(ckpt.input_size, float(norm["mean"]), float(norm["std"]))
+        served = settings.inference_threads or default_threads(spec)
         self.threads = {"as_loaded": torch_threads, "all_cores": cores, "as_served": served}
         self.test = load_split("test").images
         self.seconds = seconds

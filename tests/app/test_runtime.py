@@ -66,5 +66,7 @@ def test_auto_backend_is_onnxruntime_on_the_cpu(shipped: Checkpoint) -> None:
     assert _runner(shipped, ModelOptions(), 28).name.startswith("onnxruntime")
 
 
-def test_default_threads_leave_one_core_for_the_event_loop() -> None:
-    assert default_threads() == max(1, len(os.sched_getaffinity(0)) - 1)
+def test_default_threads_leave_a_core_to_the_event_loop_only_at_28x28() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads(InputSpec(28, 0.0, 1.0)) == max(1, cores - 1)
+    assert default_threads(InputSpec(96, 0.0, 1.0)) == cores
