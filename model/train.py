@@ -1,4 +1,9 @@
-"""Train the d2l ResNet-18 on Fashion-MNIST; `python -m model.train --help` lists the flags."""
+"""Train the d2l ResNet-18 on Fashion-MNIST; `python -m model.train --help` lists the flags.
+
+Read top to bottom: the configuration (each field's help text is its CLI flag's), the pieces a run
+is built from (schedule, optimisation step, epoch, evaluation, checkpoint writing), then `train`,
+which strings them together in one loop.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import json
 import math
 import os
 import time
+import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +34,65 @@ from model.net import init_xavier, resnet18
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Recipe fields a resumed run keeps from its first start; the rest may change between starts.
-RUNTIME_FIELDS = ("device", "threads", "progress", "resume", "out", "data_dir")
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A config field whose help text (and any argparse options) make its CLI flag."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+# -----------------------------------------------------------------------------
+# Configuration: the defaults are d2l's recipe (train_ch6 on resnet18)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run; the defaults are d2l's recipe (train_ch6 on resnet18)."""
+    """A training run. Fields marked runtime may change when a run is resumed."""
 
-    epochs: int = 10
-    lr: float = 0.05
-    batch_size: int = 256
-    resize: int = 96
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    label_smoothing: float = 0.0
-    crop_padding: int = 0
-    flip: bool = False
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "none"
-    channels_last: bool = False
-    threads: int | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
-    eval_batch_size: int = 1024
-    weights_dtype: str = "float32"
-    data_dir: str | None = None
-    out: str = "runs/d2l"
-    resume: bool = False
-    progress: bool = True
+    epochs: int = _opt(10, "passes over the training set")
+    lr: float = _opt(0.05, "peak learning rate")
+    batch_size: int = _opt(256, "examples per step, per process")
+    resize: int = _opt(96, "input size (28 = native)")
+    momentum: float = _opt(0.0, "SGD momentum")
+    nesterov: bool = _opt(False, "Nesterov momentum (with --momentum > 0)")
+    weight_decay: float = _opt(0.0, "L2 weight decay")
+    schedule: str = _opt("constant", "learning-rate schedule", choices=SCHEDULES)
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy")
+    crop_padding: int = _opt(0, "random crop after padding, 0 = off")
+    flip: bool = _opt(False, "random horizontal flip")
+    seed: int = _opt(0, "seed of weights, order and augmentation")
+    amp: str = _opt("none", "mixed precision (CUDA)", choices=tuple(AMP_DTYPES))
+    channels_last: bool = _opt(False, "NHWC memory layout")
+    train_subset: int | None = _opt(None, "first N train images")
+    test_subset: int | None = _opt(None, "first N test images")
+    eval_batch_size: int = _opt(1024, "images per evaluation batch")
+    weights_dtype: str = _opt("float32", "dtype of the saved weights", choices=WEIGHTS_DTYPES)
+    # Runtime fields: where and how this process runs, not what it learns.
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
+    threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)
+    data_dir: str | None = _opt(None, "folder with the idx files", runtime=True)
+    out: str = _opt("runs/d2l", "output folder", runtime=True)
+    resume: bool = _opt(False, "continue the run in --out", runtime=True)
+    progress: bool = _opt(
+        True, "tqdm progress bar (--no-progress: off)", runtime=True, flag="--no-progress"
+    )
+
+
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("runtime"))
+
+
+def with_saved_recipe(cfg: TrainConfig) -> TrainConfig:
+    """On --resume, the recipe of the run in cfg.out with cfg's runtime fields; else cfg."""
+    state_file = Path(cfg.out) / "state.json"
+    if not (cfg.resume and state_file.exists()):
+        return cfg
+    saved = json.loads(state_file.read_text())["config"]
+    return dataclasses.replace(TrainConfig(**saved), **{k: getattr(cfg, k) for k in RUNTIME_FIELDS})
+
+
+# -----------------------------------------------------------------------------
+# The pieces: schedule, optimisation step, epoch, evaluation
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -206,180 +239,59 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _save_state(
-    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
-) -> None:
-    """Resume state without pickle: tensors to safetensors, the rest to JSON, swapped atomically."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for idx, param_state in opt["state"].items():
-        for name, value in param_state.items():
-            if isinstance(value, Tensor):
-                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous()
-    state = {**state, "param_groups": opt["param_groups"]}
-    tmp = out / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / "state.safetensors")
-    (out / "state.json.tmp").write_text(json.dumps(state, indent=2))
-    (out / "state.json.tmp").replace(out / "state.json")
-
-
-def _load_state(
-    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-) -> dict[str, Any]:
-    state = json.loads((out / "state.json").read_text())
-    tensors = load_file(str(out / "state.safetensors"), device=str(device))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    return state
-
-
-def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); torchrun sets WORLD_SIZE, RANK and LOCAL_RANK."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(cfg.device)
-    if world == 1:
-        return 0, 1, device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
-
-
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) training as cfg says; returns the final state."""
-    out = Path(cfg.out)
-    if cfg.resume and (out / "state.json").exists():
-        saved = json.loads((out / "state.json").read_text())["config"]
-        runtime = {k: getattr(cfg, k) for k in RUNTIME_FIELDS}
-        cfg = dataclasses.replace(TrainConfig(**saved), **runtime)
-    rank, world, device = _setup_distributed(cfg)
-    is_main = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    train_split: Split = load_split("train", cfg.data_dir).subset(cfg.train_subset)
-    test_split: Split = load_split("test", cfg.data_dir).subset(cfg.test_subset)
-    train_split = Split(train_split.images.to(device), train_split.labels.to(device))
-    test_split = Split(test_split.images.to(device), test_split.labels.to(device))
-
-    torch.manual_seed(cfg.seed)
-    model = resnet18(num_classes=len(CLASS_NAMES))
-    init_xavier(model)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    stepper = make_stepper(model, cfg, device)
-
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step": 0,
-        "best_acc": -1.0,
-        "best_epoch": 0,
-        "history": [],
-    }
-    if cfg.resume and (out / "state.json").exists():
-        state = _load_state(out, model, stepper.optimizer, device)
-        if is_main:
-            print(
-                f"resuming {out} after epoch {state['epoch']} of {cfg.epochs} "
-                "(recipe from state.json)"
-            )
-    if world > 1:
-        stepper.model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    sampler = DistributedSampler(
-        range(len(train_split)), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
-    )
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+def train_batches(
+    cfg: TrainConfig,
+    data: Data,
+    sampler: DistributedSampler[int],
+    epoch: int,
+    rank: int,
+    device: torch.device,
+) -> BatchLoader:
+    """This rank's shuffled, augmented training batches of one epoch."""
+    # Augmentation draws from a generator seeded per epoch and rank, so a resumed run
+    # sees exactly the crops and flips an unbroken run would.
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
+    indices = torch.tensor(list(sampler), device=device)
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip)
-    test_indices = torch.arange(rank, len(test_split), world, device=device)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        print(
-            f"training d2l-resnet18 on {device} ({world} process(es)), "
-            f"{len(train_split)} train / {len(test_split)} test images at {cfg.resize}x{cfg.resize}"
-        )
+    return BatchLoader(data.train, indices, cfg.batch_size, cfg.resize, aug, gen)
 
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        # Augmentation draws from a generator seeded per epoch and rank, so a resumed run
-        # sees exactly the crops and flips an unbroken run would.
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
-        loader = BatchLoader(
-            train_split,
-            torch.tensor(list(sampler), device=device),
-            cfg.batch_size,
-            cfg.resize,
-            aug,
-            gen,
-        )
-        step = state["step"]
 
-        def set_lr() -> None:
-            nonlocal step
-            for group in stepper.optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
-            step += 1
+def evaluate_epoch(
+    model: nn.Module, cfg: TrainConfig, data: Data, rank: int, world: int
+) -> tuple[int, int]:
+    """(correct, total) on this rank's share of the test split."""
+    indices = torch.arange(rank, len(data.test), world, device=data.test.labels.device)
+    loader = BatchLoader(data.test, indices, cfg.eval_batch_size, cfg.resize)
+    return count_correct(model, loader, cfg.channels_last)
 
-        bar = (
-            tqdm(
-                total=len(loader),
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                leave=False,
-                dynamic_ncols=True,
-            )
-            if is_main and cfg.progress
-            else None
-        )
-        loss, acc, seen, seconds = run_epoch(stepper, loader, set_lr, bar)
-        if bar is not None:
-            bar.close()
-        test_loader = BatchLoader(test_split, test_indices, cfg.eval_batch_size, cfg.resize)
-        correct, total = count_correct(model, test_loader, cfg.channels_last)
-        totals = torch.tensor(
-            [loss * seen, acc * seen, seen, correct, total, seconds], dtype=torch.float64
-        )
-        if world > 1:
-            dist.all_reduce(totals)
-        loss_sum, correct_train, seen_all, correct, total, sec_sum = totals.tolist()
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen_all,
-            "train_acc": correct_train / seen_all,
-            "test_acc": correct / total,
-            # Each rank trains in parallel, so wall time is the mean of their times.
-            "examples_per_sec": seen_all / (sec_sum / world),
-            "lr": lr_at(step, total_steps, cfg),
-            "seconds": sec_sum / world,
-        }
-        state["step"] = step
-        state["epoch"] = epoch
-        state["history"].append(record)
-        if is_main:
-            print(
-                f"epoch {epoch}/{cfg.epochs}: loss {record['train_loss']:.3f}, "
-                f"train acc {record['train_acc']:.3f}, test acc {record['test_acc']:.3f}, "
-                f"{record['examples_per_sec']:.1f} examples/sec on {device}",
-                flush=True,
-            )
-            _write_epoch(out, model, stepper.optimizer, cfg, state, record)
-        if world > 1:
-            dist.barrier()
+
+def epoch_record(
+    epoch: int,
+    lr: float,
+    trained: tuple[float, float, int, float],
+    tested: tuple[int, int],
+    world: int,
+) -> dict[str, Any]:
+    """The epoch's metrics line, summed over all ranks."""
+    loss, acc, seen, seconds = trained
+    totals = torch.tensor([loss * seen, acc * seen, seen, *tested, seconds], dtype=torch.float64)
     if world > 1:
-        dist.destroy_process_group()
-    return state
+        dist.all_reduce(totals)
+    loss_sum, correct_train, seen_all, correct, total, sec_sum = totals.tolist()
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / seen_all,
+        "train_acc": correct_train / seen_all,
+        "test_acc": correct / total,
+        # Each rank trains in parallel, so wall time is the mean of their times.
+        "examples_per_sec": seen_all / (sec_sum / world),
+        "lr": lr,
+        "seconds": sec_sum / world,
+    }
+
+
+# -----------------------------------------------------------------------------
+# Output: metrics, curves, checkpoints and the state a resumed run starts from
 
 
 def _write_epoch(
@@ -415,45 +327,193 @@ def _write_epoch(
     _save_state(out, model, optimizer, {**state, "config": dataclasses.asdict(cfg)})
 
 
+def _save_state(
+    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Resume state without pickle: tensors to safetensors, the rest to JSON, swapped atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, param_state in opt["state"].items():
+        for name, value in param_state.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous()
+    state = {**state, "param_groups": opt["param_groups"]}
+    tmp = out / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / "state.safetensors")
+    (out / "state.json.tmp").write_text(json.dumps(state, indent=2))
+    (out / "state.json.tmp").replace(out / "state.json")
+
+
+def _load_state(
+    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> dict[str, Any]:
+    state = json.loads((out / "state.json").read_text())
+    tensors = load_file(str(out / "state.safetensors"), device=str(device))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return state
+
+
+# -----------------------------------------------------------------------------
+# Building a run: processes, data, model
+
+
+def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); torchrun sets WORLD_SIZE, RANK and LOCAL_RANK."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(cfg.device)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+@dataclass
+class Data:
+    """What a run trains and evaluates on, on the training device."""
+
+    train: Split
+    test: Split
+
+
+def build_data(cfg: TrainConfig, device: torch.device) -> Data:
+    """Fashion-MNIST's train and test splits (or their first N images), moved to device."""
+    train = load_split("train", cfg.data_dir).subset(cfg.train_subset)
+    test = load_split("test", cfg.data_dir).subset(cfg.test_subset)
+    return Data(
+        train=Split(train.images.to(device), train.labels.to(device)),
+        test=Split(test.images.to(device), test.labels.to(device)),
+    )
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Stepper]:
+    """The network, Xavier-initialised from cfg.seed, and its optimisation step."""
+    torch.manual_seed(cfg.seed)
+    model = resnet18(num_classes=len(CLASS_NAMES))
+    init_xavier(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, make_stepper(model, cfg, device)
+
+
+# -----------------------------------------------------------------------------
+# The run
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training as cfg says; returns the final state."""
+    # -- configuration, processes and device ---------------------------------
+    cfg = with_saved_recipe(cfg)
+    out = Path(cfg.out)
+    rank, world, device = setup_distributed(cfg)
+    is_main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # -- data, model and optimiser, resumed state ----------------------------
+    data = build_data(cfg, device)
+    model, stepper = build_model(cfg, device)
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_acc": -1.0,
+        "best_epoch": 0,
+        "history": [],
+    }
+    if cfg.resume and (out / "state.json").exists():
+        state = _load_state(out, model, stepper.optimizer, device)
+        if is_main:
+            print(
+                f"resuming {out} after epoch {state['epoch']} of {cfg.epochs} "
+                "(recipe from state.json)"
+            )
+    if world > 1:
+        stepper.model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    sampler = DistributedSampler(
+        range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    )
+    total_steps = math.ceil(len(sampler) / cfg.batch_size) * cfg.epochs
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(
+            f"training d2l-resnet18 on {device} ({world} process(es)), {len(data.train)} train / "
+            f"{len(data.test)} test images at {cfg.resize}x{cfg.resize}"
+        )
+
+    # -- the loop: train an epoch, evaluate, write ---------------------------
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        loader = train_batches(cfg, data, sampler, epoch, rank, device)
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   dynamic_ncols=True, disable=not (is_main and cfg.progress))  # fmt: skip
+        step = state["step"]
+
+        def set_lr() -> None:
+            nonlocal step
+            for group in stepper.optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            step += 1
+
+        loss, acc, seen, seconds = run_epoch(stepper, loader, set_lr, bar)
+        bar.close()
+        correct, total = evaluate_epoch(model, cfg, data, rank, world)
+        lr = lr_at(step, total_steps, cfg)
+        record = epoch_record(epoch, lr, (loss, acc, seen, seconds), (correct, total), world)
+        state["step"], state["epoch"] = step, epoch
+        state["history"].append(record)
+        if is_main:
+            print(
+                f"epoch {epoch}/{cfg.epochs}: loss {record['train_loss']:.3f}, "
+                f"train acc {record['train_acc']:.3f}, test acc {record['test_acc']:.3f}, "
+                f"{record['examples_per_sec']:.1f} examples/sec on {device}",
+                flush=True,
+            )
+            _write_epoch(out, model, stepper.optimizer, cfg, state, record)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return state
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """Build a TrainConfig from the command line."""
-    d = TrainConfig()
+    """Build a TrainConfig from the command line: one flag per field, its help the field's."""
     p = argparse.ArgumentParser(
         prog="python -m model.train",
         description="Train d2l's ResNet-18 on Fashion-MNIST. Defaults are d2l's recipe.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--resize", type=int, default=d.resize, help="input size (28 = native)")
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
-        "--crop-padding",
-        type=int,
-        default=d.crop_padding,
-        help="random crop after padding, 0 = off",
-    )
-    p.add_argument("--flip", action="store_true", help="random horizontal flip")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default=d.amp, help="mixed precision (CUDA)")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU intra-op threads")
-    p.add_argument("--train-subset", type=int, default=d.train_subset, help="first N train images")
-    p.add_argument("--test-subset", type=int, default=d.test_subset, help="first N test images")
-    p.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    p.add_argument(
-        "--weights-dtype", choices=("float32", "float16", "bfloat16"), default=d.weights_dtype
-    )
-    p.add_argument("--data-dir", default=d.data_dir, help="folder with the idx files")
-    p.add_argument("--out", default=d.out, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    types = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        if types[f.name] is bool:
+            action = "store_false" if f.default else "store_true"
+            p.add_argument(flag, dest=f.name, action=action, help=meta["help"])
+            continue
+        kind = next(
+            t for t in typing.get_args(types[f.name]) or (types[f.name],) if t is not type(None)
+        )
+        p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=meta["help"],
+                       choices=meta.get("choices"))  # fmt: skip
     return TrainConfig(**vars(p.parse_args(argv)))
 
 
