@@ -7,10 +7,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Dependencies before sources, so a code change rebuilds only the last layers.
-RUN pip install torch==2.14.1 torchvision==0.29.1
+COPY constraints.txt /src/
+RUN pip install -c /src/constraints.txt torch torchvision
 COPY pyproject.toml /src/
 RUN python3 -c "import tomllib; deps = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('torch')))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c /src/constraints.txt -r /tmp/requirements.txt
 COPY README.md /src/
 COPY model /src/model
 COPY app /src/app

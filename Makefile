@@ -8,12 +8,13 @@ PORT ?= 8000
 
 .PHONY: install serve test bench lint format
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: pip takes these two from the local disk where they lie there.
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# torch first, at the versions constraints.txt pins: pip takes them from the local disk
+	# where they lie there.
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,7 +25,7 @@ serve: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-# The serving load benchmark (about 5 minutes); the table goes to stdout, all figures to JSON.
+# The serving load benchmark (about 8 minutes); the table goes to stdout, all figures to JSON.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_load.py --json runs/serve_load.json
 

@@ -1,16 +1,19 @@
-"""Request dependencies: the running engine and settings, and the optional API key check.
+"""Request dependencies: the running engine, decoder and settings, and the optional API key.
 
 All async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+Routes take them through the `Annotated` aliases at the bottom (`engine: EngineDep`).
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
+from app.decode import Decoder
 from app.engine import InferenceEngine
 from app.errors import ApiError
 
@@ -23,17 +26,22 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def engine_of(request: Request) -> InferenceEngine:
-    """The engine, or 503 while the model is not loaded and warmed up."""
+def ready_engine(request: Request) -> InferenceEngine:
+    """The engine, or 503 while the model is not loaded and warmed up: the one readiness check."""
     engine: InferenceEngine | None = getattr(request.app.state, "engine", None)
     if engine is None or not engine.ready:
-        raise ApiError(503, "the model is not loaded yet", {"Retry-After": "1"})
+        raise ApiError(503, "the model is not loaded and warmed up yet", {"Retry-After": "1"})
     return engine
 
 
 async def get_engine(request: Request) -> InferenceEngine:
-    """engine_of as a dependency."""
-    return engine_of(request)
+    """ready_engine as a dependency."""
+    return ready_engine(request)
+
+
+async def get_decoder(request: Request) -> Decoder:
+    """The upload decoder (it starts before the engine reports ready)."""
+    return request.app.state.decoder
 
 
 def check_api_key(request: Request) -> None:
@@ -66,3 +74,7 @@ async def require_api_key(
 
 # For routes that check the key in their body (the hot path skips dependency solving).
 API_KEY_SECURITY = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+
+EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
+DecoderDep = Annotated[Decoder, Depends(get_decoder)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

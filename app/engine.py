@@ -4,36 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from app.metrics import Metrics
-from app.runtime import InputSpec, ModelOptions, build_runner
+from app.runtime import ModelOptions, build_runner
 from model.checkpoint import Checkpoint
-from model.preprocess import (
-    NATIVE_SIZE,
-    WORKING_SIZE,
-    load_image,
-    open_image,
-    photo_to_fashion_mnist,
-    prepare_photo,
-)
+from model.preprocess import NATIVE_SIZE
 
 log = logging.getLogger("app.engine")
 
 
-class QueueFullError(Exception):
+class EngineUnavailableError(Exception):
+    """The engine takes no more work now: see the subclass for why."""
+
+
+class QueueFullError(EngineUnavailableError):
     """The queue holds queue_size images already."""
+
+
+class ShuttingDownError(EngineUnavailableError):
+    """The engine is stopping (or stopped): pending and new requests fail."""
 
 
 class InferenceTimeoutError(Exception):
@@ -49,18 +46,6 @@ def describe_device(device: torch.device) -> str:
         "CUDA available but not chosen" if torch.cuda.is_available() else "no CUDA device found"
     )
     return f"cpu ({reason})"
-
-
-# Decoding a thumbnail takes about 0.1 ms, less than a hop to a thread and back; larger images
-# are decoded off the event loop, so one big photo never stalls the other requests.
-INLINE_MAX_PIXELS = 64 * 64
-
-
-def _decode_and_preprocess(img: Image.Image, start: float) -> tuple[Tensor, float, float]:
-    img = load_image(img)
-    decoded = time.perf_counter()
-    x = photo_to_fashion_mnist(img)
-    return x, decoded - start, time.perf_counter() - decoded
 
 
 @dataclass
@@ -100,16 +85,13 @@ class InferenceEngine:
         timeout_s: float,
         metrics: Metrics | None = None,
         options: ModelOptions | None = None,
-        decode_threads: int | None = None,
     ) -> None:
         self.ckpt = ckpt
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.options = options or ModelOptions()
-        norm = ckpt.meta["normalization"]
-        spec = InputSpec(ckpt.input_size, float(norm["mean"]), float(norm["std"]))
-        self.runner = build_runner(ckpt.model, device, self.options, spec)
+        self.runner = build_runner(ckpt.model, device, self.options, ckpt.input_spec)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
@@ -122,24 +104,10 @@ class InferenceEngine:
         self._lock = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # As many decoders as cores: more only hold more photos in memory at once (each thread
-        # also grows its own malloc arena) without decoding any faster.
-        self._decoders = ThreadPoolExecutor(
-            decode_threads or len(os.sched_getaffinity(0)), thread_name_prefix="decode"
-        )
 
     def forward(self, images: Tensor) -> Tensor:
         """Class probabilities for (n, 28, 28) uint8 images, run on the calling thread."""
         return self.runner(images)
-
-    async def prepare(self, data: bytes, max_pixels: int) -> tuple[Tensor, float, float]:
-        """Upload bytes to a (28, 28) uint8 image, with decode and preprocess seconds."""
-        start = time.perf_counter()
-        img = open_image(data, max_pixels)  # the header: bad uploads fail here, cheaply
-        if img.width * img.height <= INLINE_MAX_PIXELS:
-            return _decode_and_preprocess(img, start)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decoders, _decode_and_preprocess, img, start)
 
     @property
     def queued_images(self) -> int:
@@ -149,11 +117,6 @@ class InferenceEngine:
     async def start(self) -> None:
         """Warm up (allocator, kernel choice) at batch 1 and the largest batch, then serve."""
         loop = asyncio.get_running_loop()
-        # The first photo pays for Pillow's plugin loading and numpy's lazy set-up; pay it here.
-        for fmt in ("PNG", "JPEG"):
-            buf = io.BytesIO()
-            Image.new("RGB", (2 * WORKING_SIZE, WORKING_SIZE), "white").save(buf, format=fmt)
-            await loop.run_in_executor(self._decoders, prepare_photo, buf.getvalue())
         for n in sorted({1, self.max_batch_size}):
             blank = torch.zeros(n, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
             await loop.run_in_executor(None, self.forward, blank)
@@ -172,10 +135,9 @@ class InferenceEngine:
             self._queued_images = 0
         for job in pending:
             if not job.future.done():
-                job.future.set_exception(QueueFullError("the service is shutting down"))
+                job.future.set_exception(ShuttingDownError("the service is shutting down"))
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
-        self._decoders.shutdown(wait=True)
 
     async def infer(self, images: Sequence[Tensor]) -> Result:
         """Probabilities for (28, 28) uint8 images, batched with whatever else is waiting."""
@@ -183,7 +145,9 @@ class InferenceEngine:
         loop = asyncio.get_running_loop()
         job = _Job(images, loop.create_future(), loop)
         with self._lock:
-            if self._stopping or self._queued_images + n > self.queue_size:
+            if self._stopping:
+                raise ShuttingDownError("the service is shutting down")
+            if self._queued_images + n > self.queue_size:
                 raise QueueFullError(f"the inference queue is full ({self.queue_size} images)")
             self._jobs.append(job)
             self._queued_images += n

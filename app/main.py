@@ -12,12 +12,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
-from app.config import Settings
+from app.config import Settings, resolve_engine_options
+from app.decode import Decoder
 from app.engine import InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
-from app.runtime import ModelOptions
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
@@ -35,24 +35,16 @@ def build_engine(
     settings: Settings, ckpt: Checkpoint, device: torch.device, metrics: Metrics | None = None
 ) -> InferenceEngine:
     """The inference engine the settings describe, not yet started."""
-    on_cuda = device.type == "cuda"
+    options = resolve_engine_options(settings, device, ckpt.input_size)
     return InferenceEngine(
         ckpt,
         device,
-        max_batch_size=settings.max_batch_size or (128 if on_cuda else 32),
+        max_batch_size=options.max_batch_size,
         max_wait_s=settings.max_wait_ms / 1000,
         queue_size=settings.queue_size,
         timeout_s=settings.request_timeout_s,
         metrics=metrics,
-        decode_threads=settings.decode_threads,
-        options=ModelOptions(
-            backend=settings.model_backend,
-            threads=settings.inference_threads,
-            fold_batch_norm=settings.fold_batch_norm,
-            channels_last=settings.channels_last,
-            precision=settings.model_precision,
-            compile=settings.torch_compile,
-        ),
+        options=options.model,
     )
 
 
@@ -72,21 +64,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threads = resolve_engine_options(settings, device, ckpt.input_size).decode_threads
+        decoder = Decoder(threads, settings.max_image_pixels)
+        await decoder.warm_up()
         engine = build_engine(settings, ckpt, device, metrics)
         await engine.start()
         # Everything loaded so far (torch, the model, FastAPI) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer stalls requests.
         gc.collect()
         gc.freeze()
-        import os
-        import sys
-
-        if os.environ.get("SWITCH"):
-            sys.setswitchinterval(float(os.environ["SWITCH"]))
-        app.state.engine = engine
+        app.state.decoder, app.state.engine = decoder, engine
         log.info(
             "serving %s checkpoint %s (%dx%d input) on %s with %s, batches up to %d",
-            ckpt.meta["architecture"],
+            ckpt.architecture,
             ckpt.short_hash,
             ckpt.input_size,
             ckpt.input_size,
@@ -99,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.engine = None
             await engine.stop()
+            decoder.close()
 
     # Swagger UI and ReDoc from files inside the package: deployments often have no CDN access.
     app = FastAPIOffline(

@@ -9,14 +9,17 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from model.export import to_onnx
 from model.net import fold_batch_norm
-from model.preprocess import NATIVE_SIZE, to_model_input
+from model.preprocess import NATIVE_SIZE, InputSpec, to_model_input
 
+Backend = Literal["auto", "torch", "onnxruntime"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -24,11 +27,11 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 class ModelOptions:
     """How the checkpoint's network becomes the model the engine runs."""
 
-    backend: str = "auto"  # auto: onnxruntime on CPU when installed, else torch
-    threads: int | None = None  # CPU intra-op threads; None: default_threads(spec)
+    backend: Backend = "auto"  # auto: onnxruntime on CPU when installed, else torch
+    threads: int | None = None  # CPU intra-op threads; None: the library's own default
     fold_batch_norm: bool = True
     channels_last: bool = True
-    precision: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU (torch backend)
+    precision: Precision = "auto"  # auto: fp16 on CUDA, fp32 on CPU (torch backend)
     compile: bool = False
 
     def dtype(self, device: torch.device) -> torch.dtype:
@@ -36,26 +39,6 @@ class ModelOptions:
         if self.precision == "auto":
             return torch.float16 if device.type == "cuda" else torch.float32
         return PRECISIONS[self.precision]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the network expects: square input of `size` pixels, normalised with mean and std."""
-
-    size: int
-    mean: float
-    std: float
-
-
-def default_threads(spec: InputSpec) -> int:
-    """CPU threads for the model: all cores but one at 28x28, all cores for larger inputs.
-
-    At 28x28 a forward pass costs about what the HTTP work around it does, so one core is left
-    to the event loop and decoding (measured: more throughput, larger batches). At 96x96 the
-    model is 10x the work and a second thread is worth more than the loop's spare core.
-    """
-    cores = len(os.sched_getaffinity(0))
-    return cores if spec.size > NATIVE_SIZE else max(1, cores - 1)
 
 
 def _threads(n: int) -> str:
@@ -103,8 +86,8 @@ class TorchRunner(Runner):
     def __init__(
         self, net: nn.Module, device: torch.device, options: ModelOptions, spec: InputSpec
     ) -> None:
-        if device.type == "cpu":
-            torch.set_num_threads(options.threads or default_threads(spec))
+        if device.type == "cpu" and options.threads:
+            torch.set_num_threads(options.threads)
         self.device = device
         self.dtype = options.dtype(device)
         net = fold_batch_norm(net) if options.fold_batch_norm else net.eval()
@@ -131,7 +114,7 @@ class OnnxRunner(Runner):
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = options.threads or default_threads(spec)
+        threads = options.threads or len(os.sched_getaffinity(0))
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         # Spinning idle threads would take the cores the event loop and decoding need.

@@ -10,13 +10,13 @@ shared machine hits all alike. It also checks each variant's top-1 against the p
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import torch
 
-from app.runtime import InputSpec, ModelOptions, build_runner
+from app.config import cpu_cores
+from app.runtime import ModelOptions, build_runner
 from model.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from model.data import load_split
 
@@ -31,9 +31,8 @@ def main() -> None:
     args = p.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint)
-    norm = ckpt.meta["normalization"]
-    spec = InputSpec(ckpt.input_size, float(norm["mean"]), float(norm["std"]))
-    cores = len(os.sched_getaffinity(0))
+    spec = ckpt.input_spec
+    cores = cpu_cores()
     variants = {
         "torch eager (as loaded)": ModelOptions("torch", cores, False, False),
         "torch + BN folded": ModelOptions("torch", cores, True, False),

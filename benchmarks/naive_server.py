@@ -20,8 +20,7 @@ def create_app() -> FastAPI:
     """A FastAPI app serving MODEL_CHECKPOINT (default: the shipped one) the plain way."""
     ckpt = load_checkpoint(os.environ.get("MODEL_CHECKPOINT", SHIPPED_CHECKPOINT))
     model = ckpt.model.eval()
-    norm = ckpt.meta["normalization"]
-    mean, std, size = float(norm["mean"]), float(norm["std"]), ckpt.input_size
+    mean, std, size = ckpt.mean, ckpt.std, ckpt.input_size
     app = FastAPI(title="naive fashion-resnet")
 
     @app.post("/predict")

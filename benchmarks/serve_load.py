@@ -44,9 +44,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.config import Settings  # noqa: E402
+from app.config import Settings, cpu_cores, default_inference_threads  # noqa: E402
 from app.main import build_engine  # noqa: E402
-from app.runtime import InputSpec, default_threads  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.data import load_split  # noqa: E402
 from model.device import resolve_device  # noqa: E402
@@ -307,24 +306,22 @@ class RawModel:
     def __init__(self, settings: Settings, seconds: float) -> None:
         device = resolve_device(settings.model_device)
         ckpt = load_checkpoint(settings.model_checkpoint)
-        norm = ckpt.meta["normalization"]
         plain = ckpt.model.to(device).eval()
         torch_threads = torch.get_num_threads()
 
         @torch.inference_mode()
         def as_loaded(images: torch.Tensor) -> torch.Tensor:
-            x = to_model_input(images.to(device), ckpt.input_size, norm["mean"], norm["std"])
+            x = to_model_input(images.to(device), ckpt.input_size, ckpt.mean, ckpt.std)
             return plain(x).softmax(1).cpu()
 
-        cores = len(os.sched_getaffinity(0))
+        cores = cpu_cores()
         all_cores = settings.model_copy(update={"inference_threads": cores})
         self.ways = {
             "as_loaded": as_loaded,
             "all_cores": build_engine(all_cores, ckpt, device).runner,
             "as_served": build_engine(settings, ckpt, device).runner,
         }
-        spec = InputSpec(ckpt.input_size, float(norm["mean"]), float(norm["std"]))
-        served = settings.inference_threads or default_threads(spec)
+        served = settings.inference_threads or default_inference_threads(ckpt.input_size)
         self.threads = {"as_loaded": torch_threads, "all_cores": cores, "as_served": served}
         self.test = load_split("test").images
         self.seconds = seconds

@@ -17,15 +17,23 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model.net import ARCHITECTURE, resnet18
+from model.preprocess import InputSpec
 
 FORMAT_VERSION = 1
 # The trained checkpoint that ships with the package and that the service loads by default.
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "fashion-resnet18.safetensors"
 POLARITY = "light-on-dark"
+# The first convolution's weight, (64, in_channels, 7, 7): where a state dict says its channels.
+FIRST_CONV_WEIGHT = "0.0.weight"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or not for this network."""
+
+
+def _in_channels(meta: dict[str, Any]) -> int:
+    # Files written before the field existed were all single-channel.
+    return int(meta.get("in_channels", 1))
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Checkpoint:
 
     @property
     def input_size(self) -> int:
+        """Height and width the network was trained at."""
         return int(self.meta["input_size"])
 
     @property
@@ -44,11 +53,39 @@ class Checkpoint:
         return list(self.meta["class_names"])
 
     @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels the network takes (1 for Fashion-MNIST)."""
+        return _in_channels(self.meta)
+
+    @property
+    def mean(self) -> float:
+        """Normalisation mean of pixel values in [0, 1]."""
+        return float(self.meta["normalization"]["mean"])
+
+    @property
+    def std(self) -> float:
+        """Normalisation standard deviation of pixel values in [0, 1]."""
+        return float(self.meta["normalization"]["std"])
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the network expects, as the runtimes and preprocessing take it."""
+        return InputSpec(self.input_size, self.mean, self.std)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.meta["architecture"])
+
+    @property
     def short_hash(self) -> str:
         return str(self.meta["weights_sha256"])[:12]
 
 
-def paths(path: str | Path) -> tuple[Path, Path]:
+def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
     """(weights, metadata) paths for a checkpoint named by either file or by its stem."""
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
@@ -92,14 +129,14 @@ def save_checkpoint(
     weights_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write <path>.safetensors and <path>.json; returns the weights path."""
-    weights_path, meta_path = paths(path)
+    weights_path, meta_path = checkpoint_files(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)  # unwrap DDP
     state = {
         k: (v.to(weights_dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in module.state_dict().items()
     }
-    in_channels = int(state["0.0.weight"].shape[1])
+    in_channels = int(state[FIRST_CONV_WEIGHT].shape[1])
     save_file(state, str(weights_path), metadata={"architecture": ARCHITECTURE})
     meta = {
         "format_version": FORMAT_VERSION,
@@ -125,7 +162,7 @@ def save_checkpoint(
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint's two files under a new name; returns the new weights path."""
-    (src_weights, src_meta), (dst_weights, dst_meta) = paths(src), paths(dst)
+    (src_weights, src_meta), (dst_weights, dst_meta) = checkpoint_files(src), checkpoint_files(dst)
     dst_weights.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src_weights, dst_weights)
     meta = json.loads(src_meta.read_text())
@@ -136,7 +173,7 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's JSON metadata without touching the weights."""
-    weights_path, meta_path = paths(path)
+    weights_path, meta_path = checkpoint_files(path)
     for p in (weights_path, meta_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file not found: {p}")
@@ -164,7 +201,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Load and validate a checkpoint (architecture, hash, tensor shapes) into a float32 model."""
-    weights_path, _ = paths(path)
+    weights_path, _ = checkpoint_files(path)
     meta = read_metadata(path)
     actual = sha256_file(weights_path)
     if actual != meta["weights_sha256"]:
@@ -176,9 +213,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint weights {weights_path} are unreadable: {exc}") from exc
-    model = resnet18(
-        num_classes=int(meta["num_classes"]), in_channels=int(meta.get("in_channels", 1))
-    )
+    model = resnet18(num_classes=int(meta["num_classes"]), in_channels=_in_channels(meta))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import BatchLoader, Split, load_split
 from model.device import resolve_device
-from model.preprocess import decode_image, photo_to_fashion_mnist, plain_28, to_model_input
+from model.preprocess import decode_image, naive_squash_28, photo_to_fashion_mnist, to_model_input
 
 
 @torch.no_grad()
@@ -43,8 +43,7 @@ def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int) -> Tensor:
 
 def evaluate(ckpt: Checkpoint, split: Split, batch_size: int = 1024) -> dict[str, Any]:
     """Accuracy report of ckpt on split."""
-    norm = ckpt.meta["normalization"]
-    preds = predict(ckpt.model, split, ckpt.input_size, norm["mean"], norm["std"], batch_size)
+    preds = predict(ckpt.model, split, ckpt.input_size, ckpt.mean, ckpt.std, batch_size)
     labels = split.labels.cpu()
     cm = confusion_matrix(labels, preds, len(ckpt.class_names))
     per_class = (cm.diag().double() / cm.sum(1).clamp(min=1)).tolist()
@@ -62,17 +61,16 @@ def evaluate(ckpt: Checkpoint, split: Split, batch_size: int = 1024) -> dict[str
 def evaluate_photos(ckpt: Checkpoint, folder: Path) -> dict[str, Any]:
     """Accuracy on labelled photos (folder/labels.csv: file,label), with and without the
     service's photo preprocessing; "plain" only squashes each photo to 28x28 grayscale."""
-    norm = ckpt.meta["normalization"]
     with open(folder / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    pipelines = {"preprocessed": photo_to_fashion_mnist, "plain": plain_28}
+    pipelines = {"preprocessed": photo_to_fashion_mnist, "plain": naive_squash_28}
     device = next(ckpt.model.parameters()).device
     items = []
     for row in rows:
         img = decode_image((folder / row["file"]).read_bytes())
         item: dict[str, Any] = {"file": row["file"], "label": int(row["label"])}
         for name, fn in pipelines.items():
-            x = to_model_input(fn(img).unsqueeze(0), ckpt.input_size, norm["mean"], norm["std"])
+            x = to_model_input(fn(img).unsqueeze(0), ckpt.input_size, ckpt.mean, ckpt.std)
             item[name] = int(ckpt.model(x.to(device)).argmax(1))
         items.append(item)
 

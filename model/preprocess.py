@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,15 @@ from torch import Tensor
 from torch.nn import functional as F
 
 NATIVE_SIZE = 28
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a network expects: square input of `size` pixels, normalised with mean and std."""
+
+    size: int
+    mean: float
+    std: float
 
 
 def to_model_input(images: Tensor, input_size: int, mean: float, std: float) -> Tensor:
@@ -198,7 +208,7 @@ def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tensor:
     return photo_to_fashion_mnist(decode_image(data, max_pixels))
 
 
-def plain_28(img: Image.Image) -> Tensor:
+def naive_squash_28(img: Image.Image) -> Tensor:
     """The naive baseline: grayscale and squash to 28x28, no polarity, crop or padding."""
     if img.mode == "P":
         img = img.convert("RGBA")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,23 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image
 
-from app.config import Settings
 from app.main import create_app
 from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.net import init_xavier, resnet18
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL_PHOTOS = ROOT.parent / "shared" / "real-photos"
-# Small enough that the real CLI trains and evaluates in seconds on two cores.
-TINY_TRAIN = 512
-TINY_TEST = 256
+from tests.helpers import ROOT, TINY_TEST, TINY_TRAIN, free_port, make_settings, png_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -66,14 +56,6 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def png_bytes(array: np.ndarray | Image.Image, fmt: str = "PNG", **save: object) -> bytes:
-    """Encode a uint8 array (or a Pillow image) as an image file."""
-    img = array if isinstance(array, Image.Image) else Image.fromarray(array)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **save)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="session")
 def test_images() -> Split:
     """The first 64 real Fashion-MNIST test images."""
@@ -86,23 +68,11 @@ def boot_png(test_images: Split) -> bytes:
     return png_bytes(test_images.images[0].numpy())
 
 
-def make_settings(checkpoint: Path, **overrides: object) -> Settings:
-    """Settings for a test app, ignoring any env or .env of the machine running the tests."""
-    return Settings(_env_file=None, model_checkpoint=checkpoint, **overrides)  # type: ignore[call-arg]
-
-
 @pytest.fixture
 def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
     """A started app (lifespan run, model warmed up) on the random-weight checkpoint."""
     with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
         yield c
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

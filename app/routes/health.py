@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.errors import ApiError
+from app.deps import EngineDep
 from app.schemas import ErrorResponse, Live, Ready
 
 router = APIRouter(tags=["health"])
@@ -18,11 +18,8 @@ async def live() -> Live:
 
 
 @router.get("/health/ready", response_model=Ready, responses={503: {"model": ErrorResponse}})
-async def ready(request: Request) -> Ready:
+async def ready(engine: EngineDep) -> Ready:
     """200 once the model is loaded and warmed up, 503 before."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None or not engine.ready:
-        raise ApiError(503, "the model is not loaded and warmed up yet", {"Retry-After": "1"})
     return Ready(status="ready", device=str(engine.device), checkpoint=engine.ckpt.short_hash)
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from app.config import Settings
-from app.deps import get_engine, get_settings
-from app.engine import InferenceEngine
+from app.deps import EngineDep, SettingsDep
 from app.errors import ApiError
 from app.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
 from model.net import ARCHITECTURE, resnet18
@@ -41,22 +39,20 @@ def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) ->
 
 
 @router.get("", response_model=ModelInfo, responses={503: {"model": ErrorResponse}})
-async def model_info(
-    engine: InferenceEngine = Depends(get_engine), settings: Settings = Depends(get_settings)
-) -> ModelInfo:
+async def model_info(engine: EngineDep, settings: SettingsDep) -> ModelInfo:
     """Classes, input size, device, dtype, backend and the checkpoint's metadata and hash."""
-    meta = engine.ckpt.meta
+    ckpt = engine.ckpt
     return ModelInfo(
-        architecture=meta["architecture"],
-        classes=engine.ckpt.class_names,
-        input_size=engine.ckpt.input_size,
-        in_channels=int(meta.get("in_channels", 1)),
+        architecture=ckpt.architecture,
+        classes=ckpt.class_names,
+        input_size=ckpt.input_size,
+        in_channels=ckpt.in_channels,
         device=str(engine.device),
         dtype=str(engine.runner.dtype).removeprefix("torch."),
         backend=engine.runner.name,
-        checkpoint=engine.ckpt.short_hash,
+        checkpoint=ckpt.short_hash,
         checkpoint_path=str(settings.model_checkpoint),
-        metadata=meta,
+        metadata=ckpt.meta,
     )
 
 
@@ -66,17 +62,15 @@ async def model_info(
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 async def model_summary(
+    engine: EngineDep,
     input_size: int | None = Query(
         None, description=f"height and width, {MIN_INPUT}-{MAX_INPUT}; default the served size"
     ),
     depth: int = Query(1, ge=1, le=3, description="1 = top-level layers, 2 = blocks, 3 = all"),
-    engine: InferenceEngine = Depends(get_engine),
 ) -> SummaryResponse:
     """Per-layer output shapes and parameter counts for a (1, C, S, S) input, as d2l prints."""
     size = input_size if input_size is not None else engine.ckpt.input_size
     if not MIN_INPUT <= size <= MAX_INPUT:
         raise ApiError(422, f"input_size must be between {MIN_INPUT} and {MAX_INPUT}, got {size}")
-    meta = engine.ckpt.meta
-    return await run_in_threadpool(
-        _summary, int(meta["num_classes"]), int(meta.get("in_channels", 1)), size, depth
-    )
+    ckpt = engine.ckpt
+    return await run_in_threadpool(_summary, ckpt.num_classes, ckpt.in_channels, size, depth)

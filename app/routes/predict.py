@@ -9,15 +9,17 @@ import torch
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.config import Settings
+from app.decode import Prepared
 from app.deps import (
     API_KEY_SECURITY,
+    DecoderDep,
+    EngineDep,
+    SettingsDep,
     check_api_key,
-    engine_of,
-    get_engine,
-    get_settings,
+    ready_engine,
     require_api_key,
 )
-from app.engine import InferenceEngine, InferenceTimeoutError, QueueFullError, Result
+from app.engine import EngineUnavailableError, InferenceEngine, InferenceTimeoutError, Result
 from app.errors import ApiError
 from app.multipart import MultipartError, parse_multipart
 from app.schemas import (
@@ -124,7 +126,7 @@ def _prediction(probs: list[float], names: list[str], top_k: int) -> dict[str, A
 async def _infer(engine: InferenceEngine, images: list[torch.Tensor]) -> Result:
     try:
         return await engine.infer(images)
-    except QueueFullError as exc:
+    except EngineUnavailableError as exc:
         raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
     except InferenceTimeoutError as exc:
         raise ApiError(504, str(exc)) from exc
@@ -134,21 +136,23 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def _envelope(
-    engine: InferenceEngine, start: float, decode_s: float, preprocess_s: float, result: Result
-) -> dict[str, Any]:
-    """Model, device and per-stage timing that every prediction answer carries; records stages."""
-    engine.metrics.observe_stages(
-        decode=decode_s, preprocess=preprocess_s, queue=result.queue_s, inference=result.inference_s
-    )
+def _stages(prepared: list[Prepared], result: Result) -> dict[str, float]:
+    """Seconds per stage of one request (decode and preprocess summed over its images)."""
     return {
-        "model": ModelRef(name=engine.ckpt.meta["architecture"], checkpoint=engine.ckpt.short_hash),
+        "decode": sum(p.decode_s for p in prepared),
+        "preprocess": sum(p.preprocess_s for p in prepared),
+        "queue": result.queue_s,
+        "inference": result.inference_s,
+    }
+
+
+def _envelope(engine: InferenceEngine, start: float, stages: dict[str, float]) -> dict[str, Any]:
+    """Model, device and per-stage timing that every prediction answer carries."""
+    return {
+        "model": ModelRef(name=engine.ckpt.architecture, checkpoint=engine.ckpt.short_hash),
         "device": str(engine.device),
         "timing_ms": Timing(
-            decode=_ms(decode_s),
-            preprocess=_ms(preprocess_s),
-            queue=_ms(result.queue_s),
-            inference=_ms(result.inference_s),
+            **{stage: _ms(s) for stage, s in stages.items()},
             total=_ms(time.perf_counter() - start),
         ),
     }
@@ -173,18 +177,20 @@ async def predict(request: Request, top_k: int | None = TopK) -> Response:
     start = time.perf_counter()
     # The hot path: plain calls instead of dependencies, which FastAPI solves per request.
     check_api_key(request)
-    engine, settings = engine_of(request), request.app.state.settings
+    engine, settings = ready_engine(request), request.app.state.settings
     uploads = await _uploads(request, settings, "image")
     if len(uploads) != 1:
         raise ApiError(
             422, f"{len(uploads)} files in field 'image'; send several to /predict/batch"
         )
     [(_, data)] = uploads
-    x, decode_s, preprocess_s = await engine.prepare(data, settings.max_image_pixels)
-    result = await _infer(engine, [x])
+    prepared = await request.app.state.decoder.prepare(data)
+    result = await _infer(engine, [prepared.image])
+    stages = _stages([prepared], result)
+    engine.metrics.observe_stages(**stages)
     answer = PredictResponse(
         **_prediction(result.probs[0], engine.ckpt.class_names, top_k or settings.default_top_k),
-        **_envelope(engine, start, decode_s, preprocess_s, result),
+        **_envelope(engine, start, stages),
     )
     # Already validated on construction: skip FastAPI's second pass through response_model.
     return Response(answer.model_dump_json(), media_type="application/json")
@@ -200,9 +206,10 @@ async def predict(request: Request, top_k: int | None = TopK) -> Response:
 )
 async def predict_batch(
     request: Request,
+    engine: EngineDep,
+    decoder: DecoderDep,
+    settings: SettingsDep,
     top_k: int | None = TopK,
-    engine: InferenceEngine = Depends(get_engine),
-    settings: Settings = Depends(get_settings),
 ) -> BatchPredictResponse:
     """Classify every file in the repeated multipart field `images`; results keep their order."""
     start = time.perf_counter()
@@ -212,21 +219,19 @@ async def predict_batch(
     prepared = []
     for name, data in uploads:
         try:
-            prepared.append(await engine.prepare(data, settings.max_image_pixels))
+            prepared.append(await decoder.prepare(data))
         except ImageError as exc:
             # Name the file; the same error type keeps the status it maps to.
             raise type(exc)(f"{name or 'image'}: {exc}") from exc
-    result = await _infer(engine, [x for x, _, _ in prepared])
+    result = await _infer(engine, [p.image for p in prepared])
     names = engine.ckpt.class_names
     k = top_k or settings.default_top_k
     results = [
         BatchItem(filename=name, **_prediction(p, names, k))
         for (name, _), p in zip(uploads, result.probs, strict=True)
     ]
-    decode_s = sum(d for _, d, _ in prepared)
-    preprocess_s = sum(p for _, _, p in prepared)
+    stages = _stages(prepared, result)
+    engine.metrics.observe_stages(**stages)
     return BatchPredictResponse(
-        count=len(results),
-        results=results,
-        **_envelope(engine, start, decode_s, preprocess_s, result),
+        count=len(results), results=results, **_envelope(engine, start, stages)
     )

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from model.checkpoint import SHIPPED_CHECKPOINT
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 
 def test_env_vars_fill_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine import InferenceEngine, QueueFullError
+from app.engine import EngineUnavailableError, InferenceEngine, ShuttingDownError
 from model.checkpoint import load_checkpoint
 from model.data import Split
 
@@ -50,8 +50,10 @@ def test_stop_fails_waiting_requests_and_ends_the_thread(
         while engine.queued_images == 0:
             await asyncio.sleep(0.001)
         await engine.stop()
-        with pytest.raises(QueueFullError, match="shutting down"):
+        with pytest.raises(ShuttingDownError, match="shutting down"):
             await waiting
+        with pytest.raises(EngineUnavailableError, match="shutting down"):
+            await engine.infer([test_images.images[0]])  # and so is a new request
 
     asyncio.run(run())
     assert _inference_threads() == []

@@ -1,7 +1,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.model.test_net import SEED_SHAPES_224
+from tests.helpers import SEED_SHAPES_224
 
 
 def test_model_info_reports_checkpoint_and_device(client: TestClient) -> None:

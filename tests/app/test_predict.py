@@ -10,8 +10,7 @@ from app.main import create_app
 from model.checkpoint import load_checkpoint
 from model.data import Split
 from model.evaluate import predict as evaluate_predict
-from tests.conftest import make_settings, png_bytes
-from tests.model.test_preprocess import bomb_png
+from tests.helpers import bomb_png, make_settings, png_bytes
 
 
 def test_predict_multipart_answers_every_field(client: TestClient, boot_png: bytes) -> None:
@@ -49,8 +48,7 @@ def test_top_k(client: TestClient, boot_png: bytes, k: int) -> None:
 def test_api_class_equals_evaluate_class(trained_run: Path, test_images: Split) -> None:
     ckpt_path = trained_run / "best.safetensors"
     ckpt = load_checkpoint(ckpt_path)
-    norm = ckpt.meta["normalization"]
-    expected = evaluate_predict(ckpt.model, test_images, ckpt.input_size, norm["mean"], norm["std"])
+    expected = evaluate_predict(ckpt.model, test_images, ckpt.input_size, ckpt.mean, ckpt.std)
     assert len(set(expected.tolist())) > 1  # a trained model, not one constant answer
     with TestClient(create_app(make_settings(ckpt_path))) as c:
         got = [

@@ -3,10 +3,11 @@ import os
 import pytest
 import torch
 
-from app.runtime import InputSpec, ModelOptions, build_runner, default_threads
+from app.config import default_inference_threads
+from app.runtime import ModelOptions, build_runner
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint
 from model.data import Split, load_split
-from model.preprocess import to_model_input
+from model.preprocess import InputSpec, to_model_input
 
 VARIANTS = {
     "torch-plain": ModelOptions(backend="torch", fold_batch_norm=False, channels_last=False),
@@ -23,15 +24,13 @@ def shipped() -> Checkpoint:
 
 
 def _reference(ckpt: Checkpoint, images: torch.Tensor, input_size: int) -> torch.Tensor:
-    norm = ckpt.meta["normalization"]
     with torch.no_grad():
-        x = to_model_input(images, input_size, norm["mean"], norm["std"])
+        x = to_model_input(images, input_size, ckpt.mean, ckpt.std)
         return ckpt.model.eval()(x).softmax(1)
 
 
 def _runner(ckpt: Checkpoint, options: ModelOptions, input_size: int):  # type: ignore[no-untyped-def]
-    norm = ckpt.meta["normalization"]
-    spec = InputSpec(input_size, norm["mean"], norm["std"])
+    spec = InputSpec(input_size, ckpt.mean, ckpt.std)
     return build_runner(ckpt.model, torch.device("cpu"), options, spec)
 
 
@@ -68,5 +67,5 @@ def test_auto_backend_is_onnxruntime_on_the_cpu(shipped: Checkpoint) -> None:
 
 def test_default_threads_leave_a_core_to_the_event_loop_only_at_28x28() -> None:
     cores = len(os.sched_getaffinity(0))
-    assert default_threads(InputSpec(28, 0.0, 1.0)) == max(1, cores - 1)
-    assert default_threads(InputSpec(96, 0.0, 1.0)) == cores
+    assert default_inference_threads(28) == max(1, cores - 1)
+    assert default_inference_threads(96) == cores

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REAL_PHOTOS, ROOT
+from tests.helpers import REAL_PHOTOS, ROOT
 
 
 @pytest.mark.parametrize(

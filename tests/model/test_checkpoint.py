@@ -12,6 +12,7 @@ from model.checkpoint import (
 )
 from model.data import CLASS_NAMES
 from model.net import resnet18
+from model.preprocess import InputSpec
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])
@@ -35,6 +36,8 @@ def test_round_trip_keeps_outputs(tmp_path: Path, dtype: torch.dtype, tol: float
     assert meta["weights_dtype"] == str(dtype).removeprefix("torch.")
     assert meta["class_names"] == list(CLASS_NAMES) and meta["polarity"] == "light-on-dark"
     assert meta["normalization"] == {"mean": 0.3, "std": 0.4}
+    assert (ckpt.mean, ckpt.std, ckpt.in_channels, ckpt.num_classes) == (0.3, 0.4, 1, 10)
+    assert ckpt.input_spec == InputSpec(28, 0.3, 0.4)
     for key in ("torch_version", "created_at", "weights_sha256", "git_commit", "recipe", "metrics"):
         assert key in meta
     assert load_checkpoint(path.with_suffix(".json")).short_hash == ckpt.short_hash

@@ -3,17 +3,7 @@ import torch
 from torch import nn
 
 from model.net import Residual, fold_batch_norm, resnet18
-
-SEED_SHAPES_224 = [
-    ("Sequential", (1, 64, 56, 56)),
-    ("Sequential", (1, 64, 56, 56)),
-    ("Sequential", (1, 128, 28, 28)),
-    ("Sequential", (1, 256, 14, 14)),
-    ("Sequential", (1, 512, 7, 7)),
-    ("AdaptiveAvgPool2d", (1, 512, 1, 1)),
-    ("Flatten", (1, 512)),
-    ("Linear", (1, 10)),
-]
+from tests.helpers import SEED_SHAPES_224
 
 
 def test_parameter_count_matches_d2l() -> None:

@@ -1,5 +1,4 @@
 import io
-import zlib
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from model.preprocess import (
     decode_image,
     photo_to_fashion_mnist,
 )
-from tests.conftest import png_bytes
+from tests.helpers import bomb_png, png_bytes
 
 
 def prepared(data: bytes) -> np.ndarray:
@@ -28,17 +27,6 @@ def object_photo(dark_on_light: bool, size: tuple[int, int] = (120, 200)) -> np.
     a = np.full((h, w), bg, dtype=np.uint8)
     a[50:150, 20:60] = fg
     return a
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid PNG header that declares huge dimensions, with almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
 
 
 def test_fashion_mnist_images_pass_unchanged(test_images: Split) -> None:

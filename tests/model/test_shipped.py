@@ -6,10 +6,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint, paths
+from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, checkpoint_files, load_checkpoint
 from model.data import load_split
 from model.evaluate import evaluate, evaluate_photos
-from tests.conftest import REAL_PHOTOS, make_settings
+from tests.helpers import REAL_PHOTOS, make_settings
 
 D2L_BEST_PUBLISHED = 0.918
 
@@ -30,7 +30,7 @@ def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) 
 
 
 def test_shipped_files_are_small_and_half_precision(shipped: Checkpoint) -> None:
-    weights, meta = paths(SHIPPED_CHECKPOINT)
+    weights, meta = checkpoint_files(SHIPPED_CHECKPOINT)
     assert weights.stat().st_size <= 25 * 1024 * 1024
     assert shipped.meta["weights_dtype"] in ("float16", "bfloat16")
     assert (weights.parent / "curves.png").stat().st_size > 1000 and meta.exists()

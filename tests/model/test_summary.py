@@ -2,7 +2,7 @@ import pytest
 
 from model.net import resnet18
 from model.summary import layer_summary, main
-from tests.model.test_net import SEED_SHAPES_224
+from tests.helpers import SEED_SHAPES_224
 
 
 def test_top_level_rows_match_the_seed() -> None:

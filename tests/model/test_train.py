@@ -15,9 +15,7 @@ from model.evaluate import main as evaluate_main
 from model.net import init_xavier, resnet18
 from model.preprocess import to_model_input
 from model.train import TrainConfig, lr_at, make_stepper
-from tests.conftest import TINY_TEST
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, TINY_TEST
 
 
 def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch() -> None:
