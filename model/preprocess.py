@@ -105,28 +105,35 @@ def load_image(img: Image.Image) -> Image.Image:
     return img
 
 
+GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
 def _luminance(img: Image.Image) -> np.ndarray:
-    """Luminance in [0, 255] of any Pillow mode, alpha composited onto a contrasting colour."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    if img.mode == "1":
-        return np.asarray(img.convert("L"), dtype=np.float64)
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    """Luminance in [0, 255] of a grey mode, stretched to the full range (16-bit, float)."""
+    a = np.asarray(img, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+
+
+def _ycbcr(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) YCbCr in [0, 255] of any mode, alpha composited onto a contrasting colour."""
+    if img.mode in (*GREY_MODES, "1", "L"):
+        y = _luminance(img) if img.mode in GREY_MODES else np.asarray(img.convert("L"), np.float64)
+        return np.stack([y, np.full_like(y, 128.0), np.full_like(y, 128.0)], axis=-1)
+    has_alpha = img.mode in ALPHA_MODES or "transparency" in img.info
     if not has_alpha:
-        return np.asarray(img.convert("RGB").convert("L"), dtype=np.float64)
+        return np.asarray(img.convert("RGB").convert("YCbCr"), dtype=np.float64)
     rgba = img.convert("RGBA")
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
-    lum = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)[..., None] / 255.0
+    ycc = np.asarray(rgba.convert("RGB").convert("YCbCr"), dtype=np.float64)
     if alpha.min() >= 1.0:
-        return lum
-    # A cut-out has no background of its own: give it the one that contrasts with the object,
-    # so a black tee lands on white and a white tee on black, and polarity is judged as usual.
-    opaque = alpha > 0.5
-    object_level = lum[opaque].mean() if opaque.any() else 0.0
-    background = 255.0 if object_level < 128 else 0.0
-    return lum * alpha + background * (1.0 - alpha)
+        return ycc
+    # A cut-out has no background of its own: give it one that contrasts with the object.
+    opaque = alpha[..., 0] > 0.5
+    level = ycc[..., 0][opaque].mean() if opaque.any() else 0.0
+    background = np.array([255.0 if level < 128 else 0.0, 128.0, 128.0])
+    return ycc * alpha + background * (1.0 - alpha)
 
 
 def _border(a: np.ndarray) -> np.ndarray:
@@ -136,12 +143,13 @@ def _border(a: np.ndarray) -> np.ndarray:
 
 
 def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1) square of each pixel of a 2-D or (H, W, C) array, edges repeated."""
     if radius < 1:
         return a
     k = 2 * radius + 1
-    padded = np.pad(a, radius, mode="edge")
-    integral = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    h, w = a.shape
+    pad = ((radius, radius), (radius, radius)) + ((0, 0),) * (a.ndim - 2)
+    integral = np.pad(np.pad(a, pad, mode="edge").cumsum(0).cumsum(1), ((1, 0), (1, 0), *pad[2:]))
+    h, w = a.shape[:2]
     total = (
         integral[k : k + h, k : k + w]
         - integral[:h, k : k + w]
@@ -149,6 +157,51 @@ def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
         + integral[:h, :w]
     )
     return total / (k * k)
+
+
+def _smooth_line(line: np.ndarray) -> np.ndarray:
+    """A moving mean along a (N, C) border line, over a quarter of its length."""
+    r = max(1, len(line) // 8)
+    c = np.pad(np.pad(line, ((r, r), (0, 0)), mode="edge").cumsum(0), ((1, 0), (0, 0)))
+    return (c[2 * r + 1 :] - c[: -2 * r - 1]) / (2 * r + 1)
+
+
+def _background(ycc: np.ndarray) -> np.ndarray:
+    """The background each pixel would show without the object: a Coons patch through the
+    image's four border strips (their per-position medians, smoothed).
+
+    One border colour for the whole photo fails on what phone photos show most: light falling
+    off across a floor, or a garment lying half on a bed and half on the floor; the patch follows
+    both, so neither survives as clutter.
+    """
+    h, w, _ = ycc.shape
+    k = max(1, min(h, w) // 20)
+    top, bottom = np.median(ycc[:k], axis=0), np.median(ycc[-k:], axis=0)  # (W, 3)
+    left, right = np.median(ycc[:, :k], axis=1), np.median(ycc[:, -k:], axis=1)  # (H, 3)
+    top, bottom, left, right = map(_smooth_line, (top, bottom, left, right))
+    v = np.linspace(0.0, 1.0, h)[:, None, None]
+    u = np.linspace(0.0, 1.0, w)[None, :, None]
+    between_rows = (1 - v) * top[None] + v * bottom[None]
+    between_cols = (1 - u) * left[:, None] + u * right[:, None]
+    corners = (1 - v) * ((1 - u) * top[0] + u * top[-1]) + v * (
+        (1 - u) * bottom[0] + u * bottom[-1]
+    )
+    return between_rows + between_cols - corners
+
+
+def _resize_channels(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(a[..., i].astype(np.float32), mode="F").resize(
+                    size, Image.Resampling.BOX
+                ),
+                dtype=np.float64,
+            )
+            for i in range(a.shape[-1])
+        ],
+        axis=-1,
+    )
 
 
 def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
@@ -161,31 +214,25 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     factor = max(img.size) // WORKING_SIZE
     if factor >= 2 and img.mode in REDUCIBLE_MODES:
         img = img.reduce(factor)  # a fast box filter first: big photos cost little after it
-    lum = _luminance(img)
-    if max(lum.shape) > WORKING_SIZE:
-        scale = WORKING_SIZE / max(lum.shape)
-        size = (max(1, round(lum.shape[1] * scale)), max(1, round(lum.shape[0] * scale)))
-        lum = np.asarray(
-            Image.fromarray(lum.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX),
-            dtype=np.float64,
-        )
+    ycc = _ycbcr(img)
+    if max(ycc.shape[:2]) > WORKING_SIZE:
+        scale = WORKING_SIZE / max(ycc.shape[:2])
+        size = (max(1, round(ycc.shape[1] * scale)), max(1, round(ycc.shape[0] * scale)))
+        ycc = _resize_channels(ycc, size)
     # Smooth away dithering and sensor noise at a scale finer than one output pixel, so
     # that background texture neither sets the levels nor widens the crop.
-    lum = _box_blur(lum, radius=min(lum.shape) // 56)
-    border = _border(lum)
-    h, w = lum.shape
-    centre = lum[h // 4 : h - h // 4, w // 4 : w - w // 4]
-    bg, fg = float(np.median(border)), float(np.median(centre))
-    # Fashion-MNIST is a light object on black: invert when the object is darker than its
-    # background, or, when the two are too close to tell, when the background is light.
-    if fg < bg - 8 or (abs(fg - bg) <= 8 and bg > 127):
-        lum, bg = 255.0 - lum, 255.0 - bg
-    # Map the background level to black and the object's bright end to white.
-    lum = np.clip(lum - bg, 0, None)
+    ycc = _box_blur(ycc, radius=min(ycc.shape[:2]) // 56)
+    # Fashion-MNIST is a catalogue photo on white, inverted: the object shows as how far it is
+    # from its background. Colour counts as well as brightness, so a red shirt on a brown floor
+    # of the same brightness stands out, and a dark object on light and a light one on dark
+    # come out alike.
+    diff = ycc - _background(ycc)
+    lum = np.sqrt((diff**2).sum(axis=-1))
     top = float(np.percentile(lum, 99.5))
     if top > 0:
         lum = np.clip(lum * (255.0 / top), 0, 255)
     # Crop to the object's box: rows and columns with enough foreground pixels.
+    h, w = lum.shape
     mask = lum > 48
     rows = np.flatnonzero(mask.sum(1) > max(1, 0.02 * w))
     cols = np.flatnonzero(mask.sum(0) > max(1, 0.02 * h))
