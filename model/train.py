@@ -24,13 +24,27 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from model.checkpoint import save_checkpoint
-from model.data import CLASS_NAMES, MEAN, STD, Augment, BatchLoader, Split, load_split
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data import (
+    CLASS_NAMES,
+    MEAN,
+    STD,
+    Augment,
+    BatchLoader,
+    MixedBatchLoader,
+    PhotoLike,
+    Split,
+    load_split,
+)
 from model.device import resolve_device
 from model.net import init_xavier, resnet18
+from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
+from model.preprocess import to_model_input
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -68,6 +82,17 @@ class TrainConfig:
     test_subset: int | None = _opt(None, "first N test images")
     eval_batch_size: int = _opt(1024, "images per evaluation batch")
     weights_dtype: str = _opt("float32", "dtype of the saved weights", choices=WEIGHTS_DTYPES)
+    init_from: str | None = _opt(None, "fine-tune: start from this checkpoint, not Xavier init")
+    # Real photos as a second source (off by default: d2l's recipe is Fashion-MNIST alone).
+    photos: str | None = _opt(None, "folder of labelled real photos (labels.csv) to train on too")
+    photo_share: float = _opt(0.25, "share of each batch drawn from the photos (with --photos)")
+    photo_aug: float = _opt(1.0, "strength of the photo-like augmentation (0 = off)")
+    balance_photos: bool = _opt(False, "draw photos so that every garment type is equally likely")
+    ema_decay: float = _opt(
+        0.0, "evaluate and save a moving average of the weights, this decay a step (0 = off)"
+    )
+    fm_photo_like: float = _opt(0.0, "share of Fashion-MNIST images given photo-like augmentation")
+    fm_holdout: int = _opt(0, "last N Fashion-MNIST train images kept out of training")
     # Runtime fields: where and how this process runs, not what it learns.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
     threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)
@@ -119,6 +144,14 @@ class Stepper:
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     scaler: torch.amp.GradScaler | None = None
+    ema: AveragedModel | None = None  # the weights' moving average, updated after each step
+
+    @property
+    def served(self) -> nn.Module:
+        """The network to evaluate and save: the moving average when there is one."""
+        return (
+            self.ema.module if self.ema is not None else getattr(self.model, "module", self.model)
+        )
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Train on (x, y); returns the summed loss and the count of correct predictions."""
@@ -140,8 +173,40 @@ class Stepper:
         else:
             loss.backward()
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(getattr(self.model, "module", self.model))
         with torch.no_grad():
-            return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+            return loss.detach() * len(y), hits(logits, y).sum()
+
+
+class SetCrossEntropy(nn.Module):
+    """Cross-entropy against a set of acceptable classes: -log sum_{c in set} p_c.
+
+    Targets are class ids (B,) or bool sets (B, classes). A singleton set gives ordinary
+    cross-entropy, so "some footwear" teaches footwear without inventing which kind. Label
+    smoothing mixes in the mean -log p_c over all classes, as nn.CrossEntropyLoss does.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if targets.dtype != torch.bool:
+            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        log_p = logits.float().log_softmax(1)
+        nll = -log_p.masked_fill(~targets, -math.inf).logsumexp(1)
+        if self.label_smoothing:
+            nll = (1 - self.label_smoothing) * nll - self.label_smoothing * log_p.mean(1)
+        return nll.mean()
+
+
+def hits(logits: Tensor, targets: Tensor) -> Tensor:
+    """(B,) bool: the top class is the target, or in the target set."""
+    top = logits.argmax(1)
+    if targets.dtype == torch.bool:
+        return targets.gather(1, top.unsqueeze(1)).squeeze(1)
+    return top == targets
 
 
 def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Stepper:
@@ -157,13 +222,20 @@ def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> St
     if amp_dtype is not None and device.type != "cuda":
         raise SystemExit("--amp bf16/fp16 needs a CUDA device")
     scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
+    # torch's own EMA; buffers too, so BatchNorm's statistics belong to the averaged weights.
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay
+        else None
+    )
     return Stepper(
         model=model,
         optimizer=optimizer,
-        loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        loss_fn=SetCrossEntropy(cfg.label_smoothing),
         amp_dtype=amp_dtype,
         channels_last=cfg.channels_last,
         scaler=scaler,
+        ema=ema,
     )
 
 
@@ -239,6 +311,11 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def photos_per_batch(cfg: TrainConfig) -> int:
+    """How many of each batch's examples are photos."""
+    return round(cfg.batch_size * cfg.photo_share) if cfg.photos else 0
+
+
 def train_batches(
     cfg: TrainConfig,
     data: Data,
@@ -246,14 +323,28 @@ def train_batches(
     epoch: int,
     rank: int,
     device: torch.device,
-) -> BatchLoader:
+) -> BatchLoader | MixedBatchLoader:
     """This rank's shuffled, augmented training batches of one epoch."""
     # Augmentation draws from a generator seeded per epoch and rank, so a resumed run
     # sees exactly the crops and flips an unbroken run would.
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
     indices = torch.tensor(list(sampler), device=device)
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip)
-    return BatchLoader(data.train, indices, cfg.batch_size, cfg.resize, aug, gen)
+    if data.photos is None:
+        return BatchLoader(data.train, indices, cfg.batch_size, cfg.resize, aug, gen)
+    n_photos = photos_per_batch(cfg)
+    photos = (data.photos.images, data.photos.label_sets)
+    photo_aug = PhotoLike().scaled(cfg.photo_aug)
+    weights = type_balancing_weights(data.photos.folders, device) if cfg.balance_photos else None
+    return MixedBatchLoader(data.train, indices, photos, cfg.batch_size - n_photos,
+                            n_photos, cfg.resize, aug, photo_aug, cfg.fm_photo_like, gen,
+                            weights)  # fmt: skip
+
+
+def type_balancing_weights(folders: tuple[str, ...], device: torch.device) -> Tensor:
+    """Per-photo sampling weights that make every garment type (folder) equally likely."""
+    counts = {f: folders.count(f) for f in set(folders)}
+    return torch.tensor([1.0 / counts[f] for f in folders], device=device)
 
 
 def evaluate_epoch(
@@ -263,6 +354,15 @@ def evaluate_epoch(
     indices = torch.arange(rank, len(data.test), world, device=data.test.labels.device)
     loader = BatchLoader(data.test, indices, cfg.eval_batch_size, cfg.resize)
     return count_correct(model, loader, cfg.channels_last)
+
+
+@torch.no_grad()
+def photo_accuracy(model: nn.Module, cfg: TrainConfig, photos: PhotoSet) -> dict[str, float]:
+    """Top-1 per garment type on validation photos, and their mean over the scored types."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = to_model_input(photos.images.to(device), cfg.resize, MEAN, STD)
+    return scored_accuracy(photos, model(x).argmax(1).cpu())
 
 
 def epoch_record(
@@ -295,12 +395,7 @@ def epoch_record(
 
 
 def _write_epoch(
-    out: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    cfg: TrainConfig,
-    state: dict[str, Any],
-    record: dict[str, Any],
+    out: Path, stepper: Stepper, cfg: TrainConfig, state: dict[str, Any], record: dict[str, Any]
 ) -> None:
     """Rank 0's per-epoch output: metrics line, curves, last and best checkpoints, resume state."""
     with open(out / "metrics.jsonl", "a") as f:
@@ -321,18 +416,20 @@ def _write_epoch(
         metrics=metrics,
         weights_dtype=getattr(torch, cfg.weights_dtype),
     )
-    save_checkpoint(out / "last", model, **kwargs)
+    save_checkpoint(out / "last", stepper.served, **kwargs)
     if is_best:
-        save_checkpoint(out / "best", model, **kwargs)
-    _save_state(out, model, optimizer, {**state, "config": dataclasses.asdict(cfg)})
+        save_checkpoint(out / "best", stepper.served, **kwargs)
+    _save_state(out, stepper, {**state, "config": dataclasses.asdict(cfg)})
 
 
-def _save_state(
-    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
-) -> None:
+def _save_state(out: Path, stepper: Stepper, state: dict[str, Any]) -> None:
     """Resume state without pickle: tensors to safetensors, the rest to JSON, swapped atomically."""
+    model = getattr(stepper.model, "module", stepper.model)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
+    if stepper.ema is not None:
+        for k, v in stepper.ema.state_dict().items():
+            tensors[f"ema.{k}"] = v.detach().cpu().contiguous()
+    opt = stepper.optimizer.state_dict()
     for idx, param_state in opt["state"].items():
         for name, value in param_state.items():
             if isinstance(value, Tensor):
@@ -345,12 +442,13 @@ def _save_state(
     (out / "state.json.tmp").replace(out / "state.json")
 
 
-def _load_state(
-    out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-) -> dict[str, Any]:
+def _load_state(out: Path, stepper: Stepper, device: torch.device) -> dict[str, Any]:
     state = json.loads((out / "state.json").read_text())
     tensors = load_file(str(out / "state.safetensors"), device=str(device))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    stepper.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if stepper.ema is not None:
+        stepper.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    optimizer = stepper.optimizer
     opt_state: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -383,16 +481,30 @@ class Data:
 
     train: Split
     test: Split
+    photos: PhotoSet | None = None  # the photos' training split
+    photo_val: PhotoSet | None = None  # their validation split: never trained on
 
 
 def build_data(cfg: TrainConfig, device: torch.device) -> Data:
-    """Fashion-MNIST's train and test splits (or their first N images), moved to device."""
-    train = load_split("train", cfg.data_dir).subset(cfg.train_subset)
+    """Fashion-MNIST's train and test splits (or their first N images) and the photos, on device."""
+    train = load_split("train", cfg.data_dir)
+    train = Split(
+        train.images[: len(train) - cfg.fm_holdout], train.labels[: len(train) - cfg.fm_holdout]
+    )
+    train = train.subset(cfg.train_subset)
     test = load_split("test", cfg.data_dir).subset(cfg.test_subset)
-    return Data(
+    data = Data(
         train=Split(train.images.to(device), train.labels.to(device)),
         test=Split(test.images.to(device), test.labels.to(device)),
     )
+    if cfg.photos:
+        photos = load_photos(cfg.photos)
+        train_idx, val_idx = validation_split(photos)
+        # Photos of none of the ten classes (hats, shorts, skirts) teach nothing here.
+        train_idx = train_idx[photos.in_class[train_idx]]
+        data.photos = photos.select(train_idx).to(device)
+        data.photo_val = photos.select(val_idx)
+    return data
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Stepper]:
@@ -400,6 +512,8 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Step
     torch.manual_seed(cfg.seed)
     model = resnet18(num_classes=len(CLASS_NAMES))
     init_xavier(model)
+    if cfg.init_from:
+        model.load_state_dict(load_checkpoint(cfg.init_from).model.state_dict())
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -433,7 +547,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "history": [],
     }
     if cfg.resume and (out / "state.json").exists():
-        state = _load_state(out, model, stepper.optimizer, device)
+        state = _load_state(out, stepper, device)
         if is_main:
             print(
                 f"resuming {out} after epoch {state['epoch']} of {cfg.epochs} "
@@ -446,7 +560,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     sampler = DistributedSampler(
         range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
     )
-    total_steps = math.ceil(len(sampler) / cfg.batch_size) * cfg.epochs
+    total_steps = math.ceil(len(sampler) / (cfg.batch_size - photos_per_batch(cfg))) * cfg.epochs
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         print(
@@ -470,19 +584,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
         loss, acc, seen, seconds = run_epoch(stepper, loader, set_lr, bar)
         bar.close()
-        correct, total = evaluate_epoch(model, cfg, data, rank, world)
+        correct, total = evaluate_epoch(stepper.served, cfg, data, rank, world)
         lr = lr_at(step, total_steps, cfg)
         record = epoch_record(epoch, lr, (loss, acc, seen, seconds), (correct, total), world)
+        if data.photo_val is not None:
+            record["photo_val"] = photo_accuracy(stepper.served, cfg, data.photo_val)
         state["step"], state["epoch"] = step, epoch
         state["history"].append(record)
         if is_main:
             print(
                 f"epoch {epoch}/{cfg.epochs}: loss {record['train_loss']:.3f}, "
                 f"train acc {record['train_acc']:.3f}, test acc {record['test_acc']:.3f}, "
-                f"{record['examples_per_sec']:.1f} examples/sec on {device}",
+                f"{record['examples_per_sec']:.1f} examples/sec on {device}"
+                + (
+                    f", photo val {record['photo_val']['mean']:.3f}"
+                    if "photo_val" in record
+                    else ""
+                ),
                 flush=True,
             )
-            _write_epoch(out, model, stepper.optimizer, cfg, state, record)
+            _write_epoch(out, stepper, cfg, state, record)
         if world > 1:
             dist.barrier()
     if world > 1:

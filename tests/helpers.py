@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from app.config import Settings
@@ -23,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_PHOTOS = Path(os.environ.get("REAL_PHOTOS", ROOT.parent / "shared" / "real-photos"))
 CLOTHING_PHOTOS = Path(
     os.environ.get("CLOTHING_PHOTOS", ROOT.parent / "shared" / "clothing-photos")
+)
+needs_real_photos = pytest.mark.skipif(
+    not (REAL_PHOTOS / "labels.csv").is_file(),
+    reason=f"no labelled product photos at {REAL_PHOTOS} (set REAL_PHOTOS to their folder)",
+)
+needs_clothing_photos = pytest.mark.skipif(
+    not (CLOTHING_PHOTOS / "labels.csv").is_file(),
+    reason=f"no labelled clothing photos at {CLOTHING_PHOTOS} (set CLOTHING_PHOTOS to them)",
 )
 # Small enough that the real CLI trains and evaluates in seconds on two cores.
 TINY_TRAIN = 512
@@ -70,3 +79,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def write_photo_folder(root: Path, per_folder: int = 10, seed: int = 0) -> Path:
+    """A small labelled photo folder like ../shared/clothing-photos: JPEGs of light or dark
+    shapes on textured backgrounds, and labels.csv with class sets (and none for hats)."""
+    rng = np.random.default_rng(seed)
+    kinds = {"t-shirt": "0", "shoes": "5|7|9", "longsleeve": "2|6", "hat": ""}
+    rows = ["file,folder,fashion_mnist_classes"]
+    for folder, classes in kinds.items():
+        (root / "train" / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(per_folder):
+            a = rng.integers(150, 200, (96, 80, 3), dtype=np.uint8)
+            y0, x0 = rng.integers(10, 30, 2)
+            a[y0 : y0 + 50, x0 : x0 + 30] = rng.integers(0, 90, 3, dtype=np.uint8)
+            name = f"train/{folder}/{folder}-{i:03d}.jpg"
+            (root / name).write_bytes(png_bytes(a, fmt="JPEG", quality=90))
+            rows.append(f"{name},{folder},{classes}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,12 +11,12 @@ from safetensors.torch import load_file
 
 import model.train as train_mod
 from model.checkpoint import load_checkpoint
-from model.data import load_split
+from model.data import Augment, MixedBatchLoader, PhotoLike, load_split, photo_like
 from model.evaluate import main as evaluate_main
 from model.net import init_xavier, resnet18
 from model.preprocess import to_model_input
-from model.train import TrainConfig, lr_at, make_stepper
-from tests.helpers import ROOT, TINY_TEST
+from model.train import SetCrossEntropy, TrainConfig, build_data, lr_at, make_stepper, parse_args
+from tests.helpers import ROOT, TINY_TEST, write_photo_folder
 
 
 def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch() -> None:
@@ -119,3 +120,77 @@ def test_torchrun_two_cpu_processes_write_one_checkpoint(tmp_path: Path) -> None
     ]  # fmt: skip
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
     load_checkpoint(tmp_path / "best.safetensors")
+
+
+def test_set_loss_by_hand() -> None:
+    logits = torch.log(torch.tensor([[1.0, 2.0, 3.0]]))  # probabilities 1/6, 2/6, 3/6
+    some = torch.tensor([[False, True, True]])
+    assert SetCrossEntropy()(logits, some) == pytest.approx(-math.log(5 / 6))
+    # Smoothing mixes in the mean -log p over all classes: (log 6 + log 3 + log 2) / 3.
+    smoothed = 0.9 * -math.log(5 / 6) + 0.1 * (math.log(6) + math.log(3) + math.log(2)) / 3
+    assert SetCrossEntropy(0.1)(logits, some) == pytest.approx(smoothed)
+    # A set of every class costs nothing.
+    assert SetCrossEntropy()(logits, torch.ones(1, 3, dtype=torch.bool)) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_set_loss_of_single_classes_is_cross_entropy(smoothing: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(64, 10, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    sets = torch.nn.functional.one_hot(labels, 10).bool()
+    expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
+    torch.testing.assert_close(SetCrossEntropy(smoothing)(logits, sets), expected)
+    torch.testing.assert_close(SetCrossEntropy(smoothing)(logits, labels), expected)
+
+
+def test_defaults_are_d2ls_recipe_on_fashion_mnist_alone() -> None:
+    cfg = parse_args([])
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.resize, cfg.momentum) == (0.05, 10, 256, 96, 0)
+    assert cfg.schedule == "constant" and cfg.init_from is None
+    assert cfg.photos is None and cfg.fm_holdout == 0 and cfg.fm_photo_like == 0
+
+
+def test_training_on_both_sources(tmp_path: Path) -> None:
+    folder = write_photo_folder(tmp_path / "photos", per_folder=12)
+    out = tmp_path / "run"
+    train_mod.main(["--epochs=1", "--resize=28", "--batch-size=32", "--train-subset=256",
+                    "--test-subset=64", f"--photos={folder}", "--photo-share=0.25",
+                    "--fm-photo-like=0.5", "--fm-holdout=1000", f"--out={out}",
+                    "--no-progress"])  # fmt: skip
+    [record] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert set(record["photo_val"]) == {"t-shirt", "shoes", "longsleeve", "mean"}
+    ckpt = load_checkpoint(out / "last.safetensors")
+    assert ckpt.meta["recipe"]["photos"] == str(folder)
+    assert ckpt.meta["recipe"]["fm_holdout"] == 1000
+
+
+def test_validation_photos_and_none_of_the_ten_are_never_trained_on(tmp_path: Path) -> None:
+    folder = write_photo_folder(tmp_path / "photos", per_folder=12)
+    cfg = TrainConfig(resize=28, photos=str(folder), train_subset=64, test_subset=32)
+    data = build_data(cfg, torch.device("cpu"))
+    assert data.photos is not None and data.photo_val is not None
+    assert set(data.photos.files).isdisjoint(data.photo_val.files)
+    assert "hat" not in data.photos.folders and "hat" in data.photo_val.folders
+    # Every photo a batch carries comes from the training split.
+    loader = MixedBatchLoader(data.train, torch.arange(64), (data.photos.images,
+                              data.photos.label_sets), 24, 8, 28, Augment(), PhotoLike(), 0.0,
+                              torch.Generator().manual_seed(0))  # fmt: skip
+    x, targets = next(iter(loader))
+    assert x.shape == (32, 1, 28, 28) and targets.shape == (32, 10)
+    assert targets[:24].sum(1).eq(1).all() and targets[24:].any(1).all()
+
+
+def test_fm_holdout_keeps_the_last_training_images_out(tmp_path: Path) -> None:
+    cfg = TrainConfig(resize=28, fm_holdout=1000, test_subset=16)
+    data = build_data(cfg, torch.device("cpu"))
+    full = load_split("train")
+    assert len(data.train) == 59_000
+    assert torch.equal(data.train.images[-1], full.images[-1001])
+
+
+def test_photo_like_is_seeded_uint8_and_changes_images() -> None:
+    images = load_split("test").subset(16).images
+    a = photo_like(images, PhotoLike(), torch.Generator().manual_seed(0))
+    b = photo_like(images, PhotoLike(), torch.Generator().manual_seed(0))
+    assert a.dtype == torch.uint8 and a.shape == images.shape and torch.equal(a, b)
+    assert (a.float() - images.float()).abs().mean() > 5
