@@ -91,7 +91,9 @@ class InferenceEngine:
             device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.options = options or ModelOptions()
-        self.runner = build_runner(ckpt.model, device, self.options, ckpt.input_spec)
+        self.runner = build_runner(
+            ckpt.model, device, self.options, ckpt.input_spec, ckpt.temperature
+        )
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size

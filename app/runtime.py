@@ -50,6 +50,20 @@ def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+class Calibrated(nn.Module):
+    """Logits to probabilities, softmax(logits / temperature): the checkpoint's calibration."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, logits: Tensor) -> Tensor:
+        logits = logits.float()
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return torch.softmax(logits, dim=1)
+
+
 class Classifier(nn.Module):
     """uint8 (B, 28, 28) images to class probabilities: input transform, network, softmax."""
 
@@ -59,15 +73,17 @@ class Classifier(nn.Module):
         spec: InputSpec,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.net, self.spec, self.channels_last, self.dtype = net, spec, channels_last, dtype
+        self.head = Calibrated(temperature)
 
     def forward(self, images: Tensor) -> Tensor:
         x = to_model_input(images, self.spec.size, self.spec.mean, self.spec.std).to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return torch.softmax(self.net(x).float(), dim=1)
+        return self.head(self.net(x))
 
 
 class Runner:
@@ -84,7 +100,12 @@ class TorchRunner(Runner):
     """Eager PyTorch, optionally BN-folded, channels_last, half precision and compiled."""
 
     def __init__(
-        self, net: nn.Module, device: torch.device, options: ModelOptions, spec: InputSpec
+        self,
+        net: nn.Module,
+        device: torch.device,
+        options: ModelOptions,
+        spec: InputSpec,
+        temperature: float = 1.0,
     ) -> None:
         if device.type == "cpu" and options.threads:
             torch.set_num_threads(options.threads)
@@ -94,7 +115,7 @@ class TorchRunner(Runner):
         net = net.to(device=device, dtype=self.dtype)
         if options.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        model = Classifier(net, spec, options.channels_last, self.dtype)
+        model = Classifier(net, spec, options.channels_last, self.dtype, temperature)
         # Batches vary from 1 to max_batch_size: compile once for a dynamic batch dimension.
         self.model = torch.compile(model, dynamic=True) if options.compile else model
         threads = f", {_threads(torch.get_num_threads())}" if device.type == "cpu" else ""
@@ -109,7 +130,9 @@ class TorchRunner(Runner):
 class OnnxRunner(Runner):
     """ONNX Runtime on the CPU: the whole forward in C++, without the GIL, on its own threads."""
 
-    def __init__(self, net: nn.Module, options: ModelOptions, spec: InputSpec) -> None:
+    def __init__(
+        self, net: nn.Module, options: ModelOptions, spec: InputSpec, temperature: float = 1.0
+    ) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -123,10 +146,10 @@ class OnnxRunner(Runner):
         # call and one release of the GIL per batch. ONNX has no antialiased resize, so at other
         # sizes torch resizes and normalises first and the graph starts at the network.
         self.native, self.spec = spec.size == NATIVE_SIZE, spec
-        graph: nn.Module = Classifier(fold_batch_norm(net), spec)
+        graph: nn.Module = Classifier(fold_batch_norm(net), spec, temperature=temperature)
         example = torch.zeros(1, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
         if not self.native:
-            graph = nn.Sequential(fold_batch_norm(net), nn.Softmax(dim=1))
+            graph = nn.Sequential(fold_batch_norm(net), Calibrated(temperature))
             example = torch.zeros(1, 1, spec.size, spec.size)
         self.session = ort.InferenceSession(
             to_onnx(graph, example), so, providers=["CPUExecutionProvider"]
@@ -140,9 +163,14 @@ class OnnxRunner(Runner):
 
 
 def build_runner(
-    net: nn.Module, device: torch.device, options: ModelOptions, spec: InputSpec
+    net: nn.Module,
+    device: torch.device,
+    options: ModelOptions,
+    spec: InputSpec,
+    temperature: float = 1.0,
 ) -> Runner:
-    """The runner `options.backend` names ('auto' picks ONNX Runtime on a CPU when installed)."""
+    """The runner `options.backend` names ('auto' picks ONNX Runtime on a CPU when installed);
+    its probabilities are softmax(logits / temperature)."""
     backend = options.backend
     if backend == "auto":
         backend = "onnxruntime" if device.type == "cpu" and onnxruntime_installed() else "torch"
@@ -157,5 +185,5 @@ def build_runner(
                 "MODEL_BACKEND=onnxruntime but onnxruntime is not installed "
                 "(pip install onnxruntime onnx)"
             )
-        return OnnxRunner(net, options, spec)
-    return TorchRunner(net, device, options, spec)
+        return OnnxRunner(net, options, spec, temperature)
+    return TorchRunner(net, device, options, spec, temperature)

@@ -37,7 +37,13 @@ class Timing(BaseModel):
 class Prediction(BaseModel):
     label: str = Field(examples=["Ankle boot"])
     class_id: int = Field(examples=[9])
-    confidence: float = Field(examples=[0.97])
+    confidence: float = Field(examples=[0.97], description="the top class's calibrated probability")
+    none_of_the_classes: bool = Field(
+        examples=[False],
+        description="true when the confidence is below the checkpoint's calibrated threshold: "
+        "the photo is probably none of the classes (a hat, shorts, a skirt, not clothing). "
+        "Always false for a checkpoint without calibration.",
+    )
     top_k: list[ClassScore]
 
 

@@ -81,6 +81,17 @@ class Checkpoint:
         return str(self.meta["architecture"])
 
     @property
+    def temperature(self) -> float:
+        """Probabilities are softmax(logits / temperature): 1 until model.calibrate fits it."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def flag_threshold(self) -> float | None:
+        """Confidence below which a photo is probably none of the classes (None: not fitted)."""
+        value = self.meta.get("calibration", {}).get("flag_threshold")
+        return None if value is None else float(value)
+
+    @property
     def short_hash(self) -> str:
         return str(self.meta["weights_sha256"])[:12]
 
@@ -169,6 +180,17 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     meta["weights_file"] = dst_weights.name
     dst_meta.write_text(json.dumps(meta, indent=2) + "\n")
     return dst_weights
+
+
+def update_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields of a checkpoint's metadata (the weights and their hash stay)."""
+    _, meta_path = checkpoint_files(path)
+    meta = read_metadata(path)
+    meta.update(fields)
+    tmp = meta_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(meta_path)
+    return meta
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Evaluate a checkpoint on the Fashion-MNIST test set: accuracy, per class, confusion matrix."""
+"""Evaluate a checkpoint: Fashion-MNIST test accuracy (per class, confusion matrix) and, where the
+labelled clothing photos are, their validation split: accuracy per garment type, a contact sheet
+of the mistakes, calibration error and how well confidence separates "none of the ten"."""
 
 from __future__ import annotations
 
@@ -11,9 +13,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from model.calibrate import Scored, as_sets, calibration_report, logits_of
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import BatchLoader, Split, load_split
 from model.device import resolve_device
+from model.photos import (
+    DEFAULT_PHOTO_DIR,
+    PhotoSet,
+    load_photos,
+    scored_accuracy,
+    validation_split,
+)
 from model.preprocess import decode_image, naive_squash_28, photo_to_fashion_mnist, to_model_input
 
 
@@ -126,25 +136,120 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="runs/eval", help="folder for report.json and confusion.png")
     p.add_argument(
         "--photos",
-        help="instead: a folder of labelled photos (labels.csv), scored with and without "
-        "the service's preprocessing",
+        help="instead: a folder of labelled photos (labels.csv: file,label), scored with and "
+        "without the service's preprocessing",
+    )
+    p.add_argument(
+        "--photo-dir",
+        default=str(DEFAULT_PHOTO_DIR),
+        help="clothing photos with class sets (labels.csv): their validation split is scored too "
+        "when the folder exists; 'none' to skip",
     )
     args = p.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+    out = Path(args.out)
     if args.photos:
-        return _photos_report(ckpt, Path(args.photos), Path(args.out))
+        return _photos_report(ckpt, Path(args.photos), out)
     split = load_split("test", args.data_dir).subset(args.test_subset)
     report = evaluate(ckpt, split, args.batch_size)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_confusion(report, ckpt.class_names, out / "confusion.png")
     print(f"test accuracy {report['accuracy']:.4f} on {report['images']} images")
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<12} {acc:.4f}")
+    photo_dir = Path(args.photo_dir)
+    if args.photo_dir != "none" and (photo_dir / "labels.csv").is_file():
+        report["photo_validation"] = evaluate_photo_validation(ckpt, photo_dir, split, out)
+        _print_photo_validation(report["photo_validation"])
+    elif args.photo_dir != "none":
+        print(f"no labelled photos in {photo_dir}: photo validation skipped")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {out / 'report.json'}, confusion matrix: {out / 'confusion.png'}")
     return report
+
+
+def evaluate_photo_validation(
+    ckpt: Checkpoint, folder: Path, test: Split, out: Path
+) -> dict[str, Any]:
+    """Accuracy per garment type on the photos' validation split, calibration (photos and the
+    Fashion-MNIST test set, before and after the checkpoint's temperature), the none-of-the-ten
+    AUROC and flag rates, and a contact sheet of the mistakes."""
+    photos = load_photos(folder)
+    val = photos.select(validation_split(photos)[1])
+    logits = logits_of(ckpt, val.images)
+    inside = val.in_class
+    scored = Scored(logits[inside], val.label_sets[inside])
+    outside = Scored(logits[~inside], val.label_sets[~inside])
+    fm = Scored(logits_of(ckpt, test.images), as_sets(test.labels, ckpt.num_classes))
+    report = {
+        "photos": len(val),
+        "accuracy": scored_accuracy(val, logits.argmax(1)),
+        "calibration": calibration_report(
+            scored, outside, fm, ckpt.temperature, ckpt.flag_threshold
+        ),
+        "contact_sheet": str(out / "photo-mistakes.png"),
+    }
+    probs = (logits / ckpt.temperature).softmax(1)
+    contact_sheet(folder, val, probs, ckpt.class_names, out / "photo-mistakes.png")
+    return report
+
+
+def contact_sheet(
+    folder: Path,
+    photos: PhotoSet,
+    probs: Tensor,
+    class_names: list[str],
+    path: Path,
+    limit: int = 120,
+) -> int:
+    """A PNG of the in-class photos predicted wrong: each photo, the 28x28 the network saw, and
+    "predicted (confidence)" over "accepted classes". Returns how many it shows."""
+    from PIL import Image, ImageDraw
+
+    pred = probs.argmax(1)
+    wrong = [
+        i
+        for i in range(len(photos))
+        if photos.label_sets[i].any() and not photos.label_sets[i, pred[i]]
+    ][:limit]
+    cols, tile_w, tile_h, side = 6, 200, 100, 72
+    sheet = Image.new("RGB", (cols * tile_w, max(1, -(-len(wrong) // cols)) * tile_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, i in enumerate(wrong):
+        x, y = (k % cols) * tile_w, (k // cols) * tile_h
+        with Image.open(folder / photos.files[i]) as photo:
+            thumb = photo.convert("RGB")
+            thumb.thumbnail((side, side))
+        sheet.paste(thumb, (x, y))
+        seen = Image.fromarray(photos.images[i].numpy()).resize((side, side), Image.NEAREST)
+        sheet.paste(seen.convert("RGB"), (x + side + 4, y))
+        accepted = "|".join(class_names[c] for c in photos.label_sets[i].nonzero().flatten())
+        draw.text((x, y + side + 2), f"{class_names[pred[i]]} ({probs[i, pred[i]]:.2f})", "red")
+        draw.text((x, y + side + 13), accepted[:32], "darkgreen")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return len(wrong)
+
+
+def _print_photo_validation(report: dict[str, Any]) -> None:
+    acc, cal = report["accuracy"], report["calibration"]
+    print(f"photo validation split ({report['photos']} photos), top-1 per type:")
+    for name, value in acc.items():
+        print(f"  {name:<12} {value:.3f}")
+    before, after = cal["ece_before"], cal["ece_after"]
+    print(
+        f"ECE at T=1 / T={cal['temperature']:.3f}: photos {before['photos']:.3f} / "
+        f"{after['photos']:.3f}, Fashion-MNIST test {before['fashion_mnist']:.3f} / "
+        f"{after['fashion_mnist']:.3f}; none-of-the-ten AUROC {cal['none_of_the_ten_auroc']:.3f}"
+    )
+    if "flagged" in cal:
+        f = cal["flagged"]
+        print(
+            f"flagged below {cal['flag_threshold']:.3f}: {f['in_class']:.3f} of in-class photos, "
+            f"{f['none_of_the_ten']:.3f} of none-of-the-ten photos"
+        )
+    print(f"contact sheet of the mistakes: {report['contact_sheet']}")
 
 
 def _photos_report(ckpt: Checkpoint, folder: Path, out: Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from app.schemas import (
     PredictResponse,
     Timing,
 )
+from model.checkpoint import Checkpoint
 from model.preprocess import ImageError
 
 router = APIRouter(tags=["predict"])
@@ -112,13 +113,16 @@ async def _uploads(
     )
 
 
-def _prediction(probs: list[float], names: list[str], top_k: int) -> dict[str, Any]:
+def _prediction(probs: list[float], ckpt: Checkpoint, top_k: int) -> dict[str, Any]:
+    names = ckpt.class_names
     best = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)[:top_k]
     top = [ClassScore(label=names[i], class_id=i, probability=round(probs[i], 6)) for i in best]
+    threshold = ckpt.flag_threshold
     return {
         "label": top[0].label,
         "class_id": top[0].class_id,
         "confidence": top[0].probability,
+        "none_of_the_classes": threshold is not None and probs[best[0]] < threshold,
         "top_k": top,
     }
 
@@ -189,7 +193,7 @@ async def predict(request: Request, top_k: int | None = TopK) -> Response:
     stages = _stages([prepared], result)
     engine.metrics.observe_stages(**stages)
     answer = PredictResponse(
-        **_prediction(result.probs[0], engine.ckpt.class_names, top_k or settings.default_top_k),
+        **_prediction(result.probs[0], engine.ckpt, top_k or settings.default_top_k),
         **_envelope(engine, start, stages),
     )
     # Already validated on construction: skip FastAPI's second pass through response_model.
@@ -224,10 +228,9 @@ async def predict_batch(
             # Name the file; the same error type keeps the status it maps to.
             raise type(exc)(f"{name or 'image'}: {exc}") from exc
     result = await _infer(engine, [p.image for p in prepared])
-    names = engine.ckpt.class_names
     k = top_k or settings.default_top_k
     results = [
-        BatchItem(filename=name, **_prediction(p, names, k))
+        BatchItem(filename=name, **_prediction(p, engine.ckpt, k))
         for (name, _), p in zip(uploads, result.probs, strict=True)
     ]
     stages = _stages(prepared, result)

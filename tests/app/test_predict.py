@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model.checkpoint import load_checkpoint
+from model.checkpoint import copy_checkpoint, load_checkpoint, update_metadata
 from model.data import Split
 from model.evaluate import predict as evaluate_predict
 from tests.helpers import bomb_png, make_settings, png_bytes
@@ -17,7 +17,10 @@ def test_predict_multipart_answers_every_field(client: TestClient, boot_png: byt
     r = client.post("/predict", files={"image": ("boot.png", boot_png, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"label", "class_id", "confidence", "top_k", "model", "device", "timing_ms"}
+    assert set(body) == {
+        "label", "class_id", "confidence", "none_of_the_classes", "top_k", "model", "device",
+        "timing_ms",
+    }  # fmt: skip
     assert len(body["top_k"]) == 3
     probs = [t["probability"] for t in body["top_k"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
@@ -182,3 +185,32 @@ def test_request_waiting_past_its_timeout_is_504(tiny_checkpoint: Path, boot_png
     with TestClient(create_app(settings)) as c:
         r = c.post("/predict", files={"image": ("b.png", boot_png)})
         assert r.status_code == 504 and "timeout" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("threshold", "flagged"), [(None, False), (0.0, False), (1.01, True)])
+def test_none_of_the_classes_flag(
+    tiny_checkpoint: Path, tmp_path: Path, boot_png: bytes, threshold: float | None, flagged: bool
+) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "calibrated")
+    if threshold is not None:
+        update_metadata(path, calibration={"temperature": 1.0, "flag_threshold": threshold})
+    with TestClient(create_app(make_settings(path))) as c:
+        one = c.post("/predict", files={"image": ("b.png", boot_png)})
+        batch = c.post("/predict/batch", files=[("images", ("b.png", boot_png))])
+    assert one.status_code == batch.status_code == 200
+    assert one.json()["none_of_the_classes"] is flagged
+    assert batch.json()["results"][0]["none_of_the_classes"] is flagged
+
+
+def test_the_checkpoint_temperature_is_applied(
+    tiny_checkpoint: Path, tmp_path: Path, boot_png: bytes
+) -> None:
+    answers = {}
+    for temperature in (1.0, 1000.0):
+        path = copy_checkpoint(tiny_checkpoint, tmp_path / f"t{temperature:g}")
+        update_metadata(path, calibration={"temperature": temperature})
+        with TestClient(create_app(make_settings(path))) as c:
+            answers[temperature] = c.post("/predict", files={"image": ("b.png", boot_png)}).json()
+    assert answers[1000.0]["class_id"] == answers[1.0]["class_id"]  # the ranking stays
+    assert answers[1000.0]["confidence"] == pytest.approx(0.1, abs=0.01)  # nearly uniform
+    assert answers[1.0]["confidence"] > answers[1000.0]["confidence"]

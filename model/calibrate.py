@@ -1,0 +1,214 @@
+"""Confidence that means something: temperature scaling and a "none of the ten" threshold.
+
+`python -m model.calibrate --checkpoint PATH` fits one temperature T (probabilities become
+softmax(logits / T)) on the validation data, the photos' validation split and a held-out slice of
+Fashion-MNIST's training set, and picks the confidence below which a photo is flagged as probably
+none of the ten classes, so that at most 5 % of in-class validation photos are flagged. Both go
+into the checkpoint's metadata (its weights stay as they are); serving applies them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
+from model.data import load_split
+from model.photos import DEFAULT_PHOTO_DIR, PhotoSet, load_photos, validation_split
+from model.preprocess import to_model_input
+
+ECE_BINS = 15
+# The share of in-class validation photos the "none of the ten" flag may wrongly raise.
+FLAG_BUDGET = 0.05
+# Fashion-MNIST training images at the end of the set used when the recipe held none out.
+DEFAULT_FM_SLICE = 2000
+
+
+@torch.no_grad()
+def logits_of(ckpt: Checkpoint, images: Tensor, batch_size: int = 1024) -> Tensor:
+    """The network's logits for (N, 28, 28) uint8 images, in eval mode, as float32 on the CPU."""
+    model: nn.Module = ckpt.model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start : start + batch_size], ckpt.input_size, ckpt.mean, ckpt.std)
+        out.append(model(x.to(device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, ckpt.num_classes)
+
+
+def as_sets(targets: Tensor, num_classes: int) -> Tensor:
+    """Class ids (N,) or bool sets (N, C) as bool sets."""
+    if targets.dtype == torch.bool:
+        return targets
+    return torch.nn.functional.one_hot(targets.long(), num_classes).bool()
+
+
+def set_nll(logits: Tensor, sets: Tensor, temperature: float = 1.0) -> float:
+    """Mean -log sum_{c in set} softmax(logits / T)_c."""
+    log_p = (logits / temperature).log_softmax(1)
+    return float(-log_p.masked_fill(~sets, -math.inf).logsumexp(1).mean())
+
+
+def fit_temperature(logits: Tensor, sets: Tensor, lo: float = 0.05, hi: float = 20.0) -> float:
+    """The T minimising the set NLL: golden-section search over log T (the NLL is unimodal)."""
+    a, b = math.log(lo), math.log(hi)
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = set_nll(logits, sets, math.exp(c)), set_nll(logits, sets, math.exp(d))
+    for _ in range(60):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = set_nll(logits, sets, math.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = set_nll(logits, sets, math.exp(d))
+    return math.exp((a + b) / 2)
+
+
+def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = ECE_BINS) -> float:
+    """ECE: sum over equal-width confidence bins of (bin share) x |accuracy - mean confidence|."""
+    if len(confidence) == 0:
+        return float("nan")
+    edges = torch.linspace(0, 1, bins + 1)
+    which = torch.bucketize(confidence, edges[1:-1], right=True)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            gap = correct[in_bin].double().mean() - confidence[in_bin].double().mean()
+            total += float(in_bin.double().mean()) * abs(float(gap))
+    return total
+
+
+def auroc(positive: Tensor, negative: Tensor) -> float:
+    """P(score of a random positive > score of a random negative), ties counting one half."""
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    pos, neg = positive.double().view(-1, 1), negative.double().view(1, -1)
+    return float((pos > neg).double().mean() + 0.5 * (pos == neg).double().mean())
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Logits of a set of images and the classes each may be."""
+
+    logits: Tensor
+    sets: Tensor
+
+    def confidence(self, temperature: float) -> Tensor:
+        return (self.logits / temperature).softmax(1).max(1).values
+
+    def correct(self) -> Tensor:
+        return self.sets.gather(1, self.logits.argmax(1, keepdim=True)).squeeze(1)
+
+    def ece(self, temperature: float) -> float:
+        return expected_calibration_error(self.confidence(temperature), self.correct())
+
+
+def cat(*parts: Scored) -> Scored:
+    return Scored(torch.cat([p.logits for p in parts]), torch.cat([p.sets for p in parts]))
+
+
+def photo_scores(ckpt: Checkpoint, photos: PhotoSet) -> tuple[Scored, Scored]:
+    """(in-class, none-of-the-ten) scores of photos."""
+    logits = logits_of(ckpt, photos.images)
+    inside = photos.in_class
+    return Scored(logits[inside], photos.label_sets[inside]), Scored(
+        logits[~inside], photos.label_sets[~inside]
+    )
+
+
+def fm_slice(ckpt: Checkpoint, data_dir: str | None = None) -> tuple[Scored, int]:
+    """Scores of the Fashion-MNIST training images the recipe held out (or the last 2,000)."""
+    n = int(ckpt.meta.get("recipe", {}).get("fm_holdout") or DEFAULT_FM_SLICE)
+    train = load_split("train", data_dir)
+    images, labels = train.images[-n:], train.labels[-n:]
+    return Scored(logits_of(ckpt, images), as_sets(labels, ckpt.num_classes)), n
+
+
+def calibration_report(
+    photos_in: Scored, photos_out: Scored, fm: Scored, temperature: float, threshold: float | None
+) -> dict[str, Any]:
+    """ECE before (T = 1) and at `temperature`, AUROC of in-class vs none-of-the-ten confidence,
+    and how many photos the flag raises at `threshold`."""
+    both = cat(photos_in, fm)
+    conf_in, conf_out = photos_in.confidence(temperature), photos_out.confidence(temperature)
+    report: dict[str, Any] = {
+        "temperature": temperature,
+        "ece_before": {
+            "validation": both.ece(1.0),
+            "photos": photos_in.ece(1.0),
+            "fashion_mnist": fm.ece(1.0),
+        },
+        "ece_after": {
+            "validation": both.ece(temperature),
+            "photos": photos_in.ece(temperature),
+            "fashion_mnist": fm.ece(temperature),
+        },
+        # Higher confidence should mean "one of the ten": in-class photos are the positives.
+        "none_of_the_ten_auroc": auroc(conf_in, conf_out),
+        "photos": {"in_class": len(conf_in), "none_of_the_ten": len(conf_out)},
+    }
+    if threshold is not None:
+        report["flag_threshold"] = threshold
+        report["flagged"] = {
+            "in_class": float((conf_in < threshold).double().mean()),
+            "none_of_the_ten": float((conf_out < threshold).double().mean()),
+        }
+    return report
+
+
+def flag_threshold(confidence_in_class: Tensor, budget: float = FLAG_BUDGET) -> float:
+    """The largest confidence threshold that flags at most `budget` of the in-class photos."""
+    ordered = confidence_in_class.double().sort().values
+    k = math.floor(budget * len(ordered))  # at most k photos may lie below the threshold
+    return float(ordered[k]) if len(ordered) else 0.0
+
+
+def calibrate(
+    ckpt: Checkpoint, photos_dir: str | Path, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Fit the temperature and the flag threshold; returns the calibration record."""
+    photos = load_photos(photos_dir)
+    _, val_idx = validation_split(photos)
+    photos_in, photos_out = photo_scores(ckpt, photos.select(val_idx))
+    fm, n_fm = fm_slice(ckpt, data_dir)
+    both = cat(photos_in, fm)
+    temperature = fit_temperature(both.logits, both.sets)
+    threshold = flag_threshold(photos_in.confidence(temperature))
+    report = calibration_report(photos_in, photos_out, fm, temperature, threshold)
+    report["fitted_on"] = {
+        "photo_validation_in_class": len(photos_in.logits),
+        "fashion_mnist_train_last": n_fm,
+    }
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """CLI: fit, print, and write the calibration into the checkpoint's metadata."""
+    p = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="the .safetensors (or .json) file")
+    p.add_argument("--photos", default=str(DEFAULT_PHOTO_DIR), help="labelled photo folder")
+    p.add_argument("--data-dir", help="folder with Fashion-MNIST's idx files")
+    p.add_argument("--dry-run", action="store_true", help="print only, leave the metadata")
+    args = p.parse_args(argv)
+    ckpt = load_checkpoint(args.checkpoint)
+    report = calibrate(ckpt, args.photos, args.data_dir)
+    print(json.dumps(report, indent=2))
+    if not args.dry_run:
+        update_metadata(args.checkpoint, calibration=report)
+        print(f"calibration written to {args.checkpoint}'s metadata")
+    return report
+
+
+if __name__ == "__main__":
+    main()
