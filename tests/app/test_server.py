@@ -12,7 +12,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.preprocess import decode_image, photo_to_fashion_mnist, to_model_input
-from tests.helpers import REAL_PHOTOS, ROOT, free_port
+from tests.helpers import REAL_PHOTOS, ROOT, free_port, needs_real_photos
 
 
 def test_literal_curl_upload(
@@ -37,6 +37,7 @@ def test_literal_curl_upload(
     assert (body["class_id"], body["label"]) == (expected, ckpt.class_names[expected])
 
 
+@needs_real_photos
 def test_real_photo_through_curl(live_server: str) -> None:
     photo = REAL_PHOTOS / "0_tshirt_top" / "sol_dark_tee_transparent_bg.png"
     out = subprocess.run(

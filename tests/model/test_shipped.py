@@ -1,15 +1,25 @@
-"""The checkpoint shipped in model/weights: accuracy on the real test set, size, clean loading."""
+"""The checkpoint shipped in model/weights: accuracy on the real test set and on real photos,
+calibration, size, clean loading."""
 
 import warnings
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from model.calibrate import Scored, calibration_report, logits_of
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, checkpoint_files, load_checkpoint
 from model.data import load_split
 from model.evaluate import evaluate, evaluate_photos
-from tests.helpers import REAL_PHOTOS, make_settings
+from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
+from tests.helpers import (
+    CLOTHING_PHOTOS,
+    REAL_PHOTOS,
+    make_settings,
+    needs_clothing_photos,
+    needs_real_photos,
+)
 
 D2L_BEST_PUBLISHED = 0.918
 
@@ -24,7 +34,7 @@ def shipped() -> Checkpoint:
 def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) -> None:
     report = evaluate(shipped, load_split("test"))
     assert report["images"] == 10_000
-    assert report["accuracy"] >= 0.92 > D2L_BEST_PUBLISHED
+    assert report["accuracy"] >= 0.925 > D2L_BEST_PUBLISHED
     # The accuracy recorded at training time is the one measured here.
     assert report["accuracy"] == pytest.approx(shipped.meta["metrics"]["test_acc"], abs=2e-3)
 
@@ -45,7 +55,53 @@ def test_service_starts_on_the_shipped_checkpoint_without_warnings(boot_png: byt
     assert r.status_code == 200 and r.json()["label"] == "Ankle boot"
 
 
-def test_preprocessing_beats_plain_resize_on_real_photos(shipped: Checkpoint) -> None:
+@needs_real_photos
+def test_real_product_photos(shipped: Checkpoint) -> None:
     report = evaluate_photos(shipped, REAL_PHOTOS)
     assert report["photos"] == 38
+    # Measured 28/38 (the photo-free checkpoint before it: 25/38); the goal is 31.
+    assert round(report["accuracy"]["preprocessed"] * 38) >= 28
     assert report["accuracy"]["preprocessed"] > report["accuracy"]["plain"]
+
+
+@pytest.fixture(scope="module")
+def photo_validation() -> PhotoSet:
+    photos = load_photos(CLOTHING_PHOTOS)
+    return photos.select(validation_split(photos)[1])
+
+
+@needs_clothing_photos
+def test_clothing_photo_validation_split(shipped: Checkpoint, photo_validation: PhotoSet) -> None:
+    accuracy = scored_accuracy(
+        photo_validation, logits_of(shipped, photo_validation.images).argmax(1)
+    )
+    # Measured: mean 0.784 over the six scored types, shoes 0.700 (the photo-free checkpoint
+    # before it: 0.489 and 0.28); the goal is 0.80 and 0.85.
+    assert accuracy["mean"] >= 0.77 and accuracy["shoes"] >= 0.65
+
+
+@needs_clothing_photos
+def test_calibration_and_the_none_of_the_ten_flag(
+    shipped: Checkpoint, photo_validation: PhotoSet
+) -> None:
+    logits = logits_of(shipped, photo_validation.images)
+    inside = photo_validation.in_class
+    held_out = load_split("train")  # the recipe's held-out slice: its last fm_holdout images
+    n = shipped.meta["recipe"]["fm_holdout"]
+    fm = Scored(
+        logits_of(shipped, held_out.images[-n:]),
+        torch.nn.functional.one_hot(held_out.labels[-n:], 10).bool(),
+    )
+    report = calibration_report(
+        Scored(logits[inside], photo_validation.label_sets[inside]),
+        Scored(logits[~inside], photo_validation.label_sets[~inside]),
+        fm,
+        shipped.temperature,
+        shipped.flag_threshold,
+    )
+    assert report["ece_after"]["validation"] <= 0.05
+    assert report["ece_after"]["validation"] < report["ece_before"]["validation"]
+    assert report["flagged"]["in_class"] <= 0.05
+    # The flag separates, if weakly: measured AUROC 0.72, 17 % of hats, shorts and skirts flagged.
+    assert report["none_of_the_ten_auroc"] > 0.65
+    assert report["flagged"]["none_of_the_ten"] > 2 * report["flagged"]["in_class"]
