@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
-from app.config import Settings, resolve_engine_options
+from app.config import EngineOptions, Settings, resolve_engine_options
 from app.decode import Decoder
 from app.engine import InferenceEngine, describe_device
 from app.errors import install_error_handlers
@@ -32,10 +32,15 @@ crop, padding) before the network sees it. Concurrent requests share forward pas
 
 
 def build_engine(
-    settings: Settings, ckpt: Checkpoint, device: torch.device, metrics: Metrics | None = None
+    settings: Settings,
+    ckpt: Checkpoint,
+    device: torch.device,
+    metrics: Metrics | None = None,
+    options: EngineOptions | None = None,
 ) -> InferenceEngine:
-    """The inference engine the settings describe, not yet started."""
-    options = resolve_engine_options(settings, device, ckpt.input_size)
+    """The inference engine the settings describe (their defaults resolved unless given), not
+    yet started."""
+    options = options or resolve_engine_options(settings, device, ckpt.input_size)
     return InferenceEngine(
         ckpt,
         device,
@@ -64,10 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        threads = resolve_engine_options(settings, device, ckpt.input_size).decode_threads
-        decoder = Decoder(threads, settings.max_image_pixels)
+        options = resolve_engine_options(settings, device, ckpt.input_size)
+        decoder = Decoder(options.decode_threads, settings.max_image_pixels)
         await decoder.warm_up()
-        engine = build_engine(settings, ckpt, device, metrics)
+        engine = build_engine(settings, ckpt, device, metrics, options)
         await engine.start()
         # Everything loaded so far (torch, the model, FastAPI) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer stalls requests.

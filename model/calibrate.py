@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
 from model.data import load_split
+from model.loss import SetCrossEntropy, in_set
 from model.photos import DEFAULT_PHOTO_DIR, PhotoSet, load_photos, validation_split
 from model.preprocess import to_model_input
 
@@ -51,9 +52,8 @@ def as_sets(targets: Tensor, num_classes: int) -> Tensor:
 
 
 def set_nll(logits: Tensor, sets: Tensor, temperature: float = 1.0) -> float:
-    """Mean -log sum_{c in set} softmax(logits / T)_c."""
-    log_p = (logits / temperature).log_softmax(1)
-    return float(-log_p.masked_fill(~sets, -math.inf).logsumexp(1).mean())
+    """Mean -log sum_{c in set} softmax(logits / T)_c: the training loss at temperature T."""
+    return float(SetCrossEntropy()(logits / temperature, sets))
 
 
 def fit_temperature(logits: Tensor, sets: Tensor, lo: float = 0.05, hi: float = 20.0) -> float:
@@ -108,7 +108,7 @@ class Scored:
         return (self.logits / temperature).softmax(1).max(1).values
 
     def correct(self) -> Tensor:
-        return self.sets.gather(1, self.logits.argmax(1, keepdim=True)).squeeze(1)
+        return in_set(self.logits.argmax(1), self.sets)
 
     def ece(self, temperature: float) -> float:
         return expected_calibration_error(self.confidence(temperature), self.correct())
@@ -118,9 +118,8 @@ def cat(*parts: Scored) -> Scored:
     return Scored(torch.cat([p.logits for p in parts]), torch.cat([p.sets for p in parts]))
 
 
-def photo_scores(ckpt: Checkpoint, photos: PhotoSet) -> tuple[Scored, Scored]:
-    """(in-class, none-of-the-ten) scores of photos."""
-    logits = logits_of(ckpt, photos.images)
+def photo_scores(logits: Tensor, photos: PhotoSet) -> tuple[Scored, Scored]:
+    """(in-class, none-of-the-ten) scores of photos, given their logits."""
     inside = photos.in_class
     return Scored(logits[inside], photos.label_sets[inside]), Scored(
         logits[~inside], photos.label_sets[~inside]
@@ -180,7 +179,8 @@ def calibrate(
     """Fit the temperature and the flag threshold; returns the calibration record."""
     photos = load_photos(photos_dir)
     _, val_idx = validation_split(photos)
-    photos_in, photos_out = photo_scores(ckpt, photos.select(val_idx))
+    val = photos.select(val_idx)
+    photos_in, photos_out = photo_scores(logits_of(ckpt, val.images), val)
     fm, n_fm = fm_slice(ckpt, data_dir)
     both = cat(photos_in, fm)
     temperature = fit_temperature(both.logits, both.sets)

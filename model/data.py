@@ -324,21 +324,18 @@ class MixedBatchLoader:
         return math.ceil(len(self.indices) / self.fm_per_batch)
 
     def _photo_order(self) -> Iterator[Tensor]:
-        dev, n = self.photo_images.device, len(self.photo_images)
-        while self.photo_weights is not None:
-            yield torch.multinomial(
-                self.photo_weights,
-                self.photos_per_batch,
-                replacement=True,
-                generator=self.generator,
-            )
+        dev, n, k = self.photo_images.device, len(self.photo_images), self.photos_per_batch
+        if self.photo_weights is not None:
+            while True:
+                yield torch.multinomial(self.photo_weights, k, True, generator=self.generator)
         pending = torch.empty(0, dtype=torch.int64, device=dev)
         while True:
-            while len(pending) < self.photos_per_batch:
-                fresh = torch.randperm(n, generator=self.generator, device=dev)
-                pending = torch.cat([pending, fresh])
-            yield pending[: self.photos_per_batch]
-            pending = pending[self.photos_per_batch :]
+            while len(pending) < k:
+                pending = torch.cat(
+                    [pending, torch.randperm(n, generator=self.generator, device=dev)]
+                )
+            yield pending[:k]
+            pending = pending[k:]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         classes = self.photo_sets.shape[1]

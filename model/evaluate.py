@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from model.calibrate import Scored, as_sets, calibration_report, logits_of
+from model.calibrate import Scored, as_sets, calibration_report, logits_of, photo_scores
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import BatchLoader, Split, load_split
 from model.device import resolve_device
@@ -178,9 +178,7 @@ def evaluate_photo_validation(
     photos = load_photos(folder)
     val = photos.select(validation_split(photos)[1])
     logits = logits_of(ckpt, val.images)
-    inside = val.in_class
-    scored = Scored(logits[inside], val.label_sets[inside])
-    outside = Scored(logits[~inside], val.label_sets[~inside])
+    scored, outside = photo_scores(logits, val)
     fm = Scored(logits_of(ckpt, test.images), as_sets(test.labels, ckpt.num_classes))
     report = {
         "photos": len(val),

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from model import preprocess
 from model.data import CLASS_NAMES, DEFAULT_CACHE_DIR
+from model.loss import in_set
 
 # Where the photos are beside a checkout of this repository (CI and development machines).
 DEFAULT_PHOTO_DIR = Path(__file__).resolve().parents[2] / "shared" / "clothing-photos"
@@ -149,7 +150,7 @@ def validation_split(photos: PhotoSet) -> tuple[Tensor, Tensor]:
 def scored_accuracy(photos: PhotoSet, predictions: Tensor) -> dict[str, float]:
     """Top-1 per in-class garment type (right when the prediction is in the set) and "mean",
     the mean over SCORED_TYPES present."""
-    right = photos.label_sets.cpu().gather(1, predictions.view(-1, 1).cpu()).squeeze(1)
+    right = in_set(predictions.cpu(), photos.label_sets.cpu())
     per_type: dict[str, float] = {}
     for folder in sorted(set(photos.folders)):
         members = [i for i, f in enumerate(photos.folders) if f == folder]

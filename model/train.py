@@ -24,7 +24,6 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
@@ -42,6 +41,7 @@ from model.data import (
     load_split,
 )
 from model.device import resolve_device
+from model.loss import SetCrossEntropy, in_set
 from model.net import init_xavier, resnet18
 from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
 from model.preprocess import to_model_input
@@ -179,34 +179,10 @@ class Stepper:
             return loss.detach() * len(y), hits(logits, y).sum()
 
 
-class SetCrossEntropy(nn.Module):
-    """Cross-entropy against a set of acceptable classes: -log sum_{c in set} p_c.
-
-    Targets are class ids (B,) or bool sets (B, classes). A singleton set gives ordinary
-    cross-entropy, so "some footwear" teaches footwear without inventing which kind. Label
-    smoothing mixes in the mean -log p_c over all classes, as nn.CrossEntropyLoss does.
-    """
-
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        if targets.dtype != torch.bool:
-            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
-        log_p = logits.float().log_softmax(1)
-        nll = -log_p.masked_fill(~targets, -math.inf).logsumexp(1)
-        if self.label_smoothing:
-            nll = (1 - self.label_smoothing) * nll - self.label_smoothing * log_p.mean(1)
-        return nll.mean()
-
-
 def hits(logits: Tensor, targets: Tensor) -> Tensor:
     """(B,) bool: the top class is the target, or in the target set."""
     top = logits.argmax(1)
-    if targets.dtype == torch.bool:
-        return targets.gather(1, top.unsqueeze(1)).squeeze(1)
-    return top == targets
+    return in_set(top, targets) if targets.dtype == torch.bool else top == targets
 
 
 def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Stepper:

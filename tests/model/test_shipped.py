@@ -4,11 +4,10 @@ calibration, size, clean loading."""
 import warnings
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from model.calibrate import Scored, calibration_report, logits_of
+from model.calibrate import calibration_report, fm_slice, logits_of, photo_scores
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, checkpoint_files, load_checkpoint
 from model.data import load_split
 from model.evaluate import evaluate, evaluate_photos
@@ -85,19 +84,11 @@ def test_calibration_and_the_none_of_the_ten_flag(
     shipped: Checkpoint, photo_validation: PhotoSet
 ) -> None:
     logits = logits_of(shipped, photo_validation.images)
-    inside = photo_validation.in_class
-    held_out = load_split("train")  # the recipe's held-out slice: its last fm_holdout images
-    n = shipped.meta["recipe"]["fm_holdout"]
-    fm = Scored(
-        logits_of(shipped, held_out.images[-n:]),
-        torch.nn.functional.one_hot(held_out.labels[-n:], 10).bool(),
-    )
+    in_class, none_of_the_ten = photo_scores(logits, photo_validation)
+    fm, n = fm_slice(shipped)  # the training images the recipe held out
+    assert n == shipped.meta["recipe"]["fm_holdout"] == 2000
     report = calibration_report(
-        Scored(logits[inside], photo_validation.label_sets[inside]),
-        Scored(logits[~inside], photo_validation.label_sets[~inside]),
-        fm,
-        shipped.temperature,
-        shipped.flag_threshold,
+        in_class, none_of_the_ten, fm, shipped.temperature, shipped.flag_threshold
     )
     assert report["ece_after"]["validation"] <= 0.05
     assert report["ece_after"]["validation"] < report["ece_before"]["validation"]

@@ -1,0 +1,40 @@
+"""Learning from label sets: the loss and the hit test that training and calibration share.
+
+A photo may be labelled with a set of classes ("5|7|9": some footwear). A prediction is right when
+it is in the set, and the loss is the set's total probability, -log sum_{c in set} p_c.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class SetCrossEntropy(nn.Module):
+    """Cross-entropy against a set of acceptable classes: -log sum_{c in set} p_c.
+
+    Targets are class ids (B,) or bool sets (B, classes). A singleton set gives ordinary
+    cross-entropy, so "some footwear" teaches footwear without inventing which kind. Label
+    smoothing mixes in the mean -log p_c over all classes, as nn.CrossEntropyLoss does.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if targets.dtype != torch.bool:
+            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        log_p = logits.float().log_softmax(1)
+        nll = -log_p.masked_fill(~targets, -math.inf).logsumexp(1)
+        if self.label_smoothing:
+            nll = (1 - self.label_smoothing) * nll - self.label_smoothing * log_p.mean(1)
+        return nll.mean()
+
+
+def in_set(predictions: Tensor, sets: Tensor) -> Tensor:
+    """(N,) bool: each predicted class id is in its (N, classes) bool set."""
+    return sets.gather(1, predictions.view(-1, 1).to(sets.device)).squeeze(1)
