@@ -28,4 +28,6 @@ RUN mkdir -p /home/app/runs
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ['PORT'], timeout=4)"
-CMD ["sh", "-c", "exec uvicorn app.main:create_app --factory --host \"$HOST\" --port \"$PORT\" --workers \"$WORKERS\""]
+# app.serve is uvicorn with header and shutdown deadlines and a connection cap; it reads HOST,
+# PORT and WORKERS from the environment.
+CMD ["python3", "-m", "app.serve"]

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from model.preprocess import (
     CorruptImageError,
@@ -23,6 +24,17 @@ IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {
     CorruptImageError: 422,
     ImageTooLargeError: 413,
 }
+
+
+ECHO_MAX = 80
+CLIENT_CLOSED = 499
+
+
+def echo(text: str | None, limit: int = ECHO_MAX) -> str:
+    """Client input quoted back in an error detail: printable, and cut after `limit` characters
+    (a 40,000-character header must not come back whole)."""
+    text = "".join(c if c.isprintable() else "?" for c in (text or "")[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ApiError(Exception):
@@ -67,6 +79,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _json(422, _validation_message(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_went_away(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # Not a server error: counted apart as 499 (nginx's "client closed request"), one line.
+        log.info("client closed the connection during %s %s", request.method, request.url.path)
+        return _json(CLIENT_CLOSED, "the client closed the connection before the answer")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -14,10 +14,11 @@ from fastapi_offline import FastAPIOffline
 
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.decode import Decoder
-from app.engine import InferenceEngine, describe_device
+from app.engine import Admission, InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
+from app.security import SecurityHeadersMiddleware
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # moved out of the collector's sight, a full collection no longer stalls requests.
         gc.collect()
         gc.freeze()
+        app.state.admission = Admission(settings.queue_size, metrics)
         app.state.decoder, app.state.engine = decoder, engine
         log.info(
             "serving %s checkpoint %s (%dx%d input) on %s with %s, batches up to %d",
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = None
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -45,6 +45,11 @@ class Metrics:
         self.queue_depth = Gauge(
             "fashion_queue_depth", "Images waiting for a forward pass", registry=self.registry
         )
+        self.in_flight = Gauge(
+            "fashion_in_flight_images",
+            "Images admitted: being decoded, queued or in a forward pass",
+            registry=self.registry,
+        )
         for stage in STAGES:
             self.stage_seconds.labels(stage)
 

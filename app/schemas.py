@@ -90,7 +90,7 @@ class ModelInfo(BaseModel):
     dtype: str
     backend: str = Field(examples=["onnxruntime 1.32.0 (float32, 1 thread)"])
     checkpoint: str = Field(description="short sha256 of the weights")
-    checkpoint_path: str
+    checkpoint_file: str
     metadata: dict[str, Any] = Field(
         description="the checkpoint's JSON metadata: recipe, metrics, ..."
     )

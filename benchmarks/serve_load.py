@@ -2,8 +2,8 @@
 
     python benchmarks/serve_load.py [--duration 10] [--concurrency 1 8 32 64] [--json out.json]
 
-One run, side by side on the same machine: it starts the service (uvicorn with the app's
-defaults, access log off) and then benchmarks/naive_server.py, drives each with a 28x28
+One run, side by side on the same machine: it starts the service (`python -m app.serve` with
+the app's defaults, access log off) and then benchmarks/naive_server.py, drives each with a 28x28
 Fashion-MNIST PNG and a real photo at each concurrency (a warm-up, then a fixed duration), and
 measures the raw ceiling: in-process forward passes of the same checkpoint on the same device.
 Right after each service run it times the raw model at batch 1 and at the mean batch size that
@@ -179,11 +179,11 @@ def get(url: str, timeout: float = 5.0) -> bytes:
 def server(
     app: str, ready_path: str, env: dict[str, str], extra: list[str]
 ) -> Iterator[tuple[str, int]]:
-    """Start uvicorn on a free port; yield (base URL, pid) once `ready_path` answers 200."""
+    """Start `python -m APP` on a free port; yield (base URL, pid) once `ready_path` answers 200."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", *app.split(), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log", *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    cmd = [sys.executable, "-m", *app.split(), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--no-access-log", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={"LOG_LEVEL": "warning", **os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -372,7 +372,7 @@ def main() -> None:
     p.add_argument("--raw-seconds", type=float, default=1.5, help="timing per raw batch size")
     p.add_argument("--memory-requests", type=int, default=10_000, help="requests for the RSS check")
     p.add_argument("--env", nargs="*", default=[], help="KEY=VALUE settings for the service")
-    p.add_argument("--server-args", default="", help="more uvicorn options for the service")
+    p.add_argument("--server-args", default="", help="more app.serve options for the service")
     p.add_argument("--json", type=Path, default=ROOT / "runs" / "serve_load.json")
     args = p.parse_args()
 
@@ -405,11 +405,9 @@ def main() -> None:
     memory: dict[str, float] = {}
     for name in args.servers:
         service = name == "service"
-        app = (
-            "app.main:create_app --factory"
-            if service
-            else ("--app-dir benchmarks naive_server:create_app --factory")
-        )
+        naive = "uvicorn --app-dir benchmarks naive_server:create_app --factory"
+        # The service as `make serve` and the Docker image run it.
+        app = "app.serve" if service else f"{naive} --log-level warning"
         extra = args.server_args.split() if service else []
         with server(app, "/health/ready" if service else "/health", env, extra) as (base, pid):
             for upload in uploads.values():
@@ -444,7 +442,7 @@ def main() -> None:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "service_env": env,
-        "service_uvicorn_args": args.server_args,
+        "service_server_args": args.server_args,
         "device": str(resolve_device(settings.model_device)),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

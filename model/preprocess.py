@@ -55,6 +55,10 @@ class ImageTooLargeError(ImageError):
     """Declared dimensions over the pixel limit (a decompression bomb, say)."""
 
 
+NOT_AN_IMAGE = (
+    "the upload is not an image in a format this service reads "
+    "(PNG, JPEG, GIF, WebP, BMP, TIFF, ...)"
+)
 DEFAULT_MAX_PIXELS = 40_000_000
 # Photos are analysed at most this large: background, levels and crop need no more detail. The
 # training photos are at most 128 px, so uploads are analysed as those were, at a quarter of the
@@ -78,11 +82,15 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         raise ImageTooLargeError(
             f"the image declares more than the limit of {max_pixels:,} pixels ({exc})"
         ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedImageError(
-            "the upload is not an image in a format this service reads "
-            "(PNG, JPEG, GIF, WebP, BMP, TIFF, ...)"
-        ) from exc
+    except ValueError as exc:
+        if "too large" in str(exc).lower() or "too much memory" in str(exc).lower():
+            # Pillow's guard on PNG text chunks (MAX_TEXT_CHUNK): an image, metadata too big.
+            raise ImageTooLargeError(
+                f"the image's metadata is over the limit ({exc}); strip it and send again"
+            ) from exc
+        raise UnsupportedImageError(NOT_AN_IMAGE) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UnsupportedImageError(NOT_AN_IMAGE) from exc
     width, height = img.size
     if width * height > max_pixels or width < 1 or height < 1:
         raise ImageTooLargeError(

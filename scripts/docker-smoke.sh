@@ -110,8 +110,10 @@ serve_and_check() {
     curl -sf "http://127.0.0.1:$PORT/model" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)
-assert m["checkpoint_path"] == sys.argv[1] and m["device"] == "cpu", m
-print("serving", m["checkpoint_path"], "on", m["device"])' "$MODEL_CHECKPOINT"
+# Only the file name is shown (paths stay private); the metadata tells the two checkpoints apart.
+assert m["checkpoint_file"] == sys.argv[1].rsplit("/", 1)[-1] and m["device"] == "cpu", m
+assert (m["metadata"]["recipe"]["epochs"] == 1) == ("/runs/" in sys.argv[1]), m["metadata"]["recipe"]
+print("serving", m["checkpoint_file"], "on", m["device"])' "$MODEL_CHECKPOINT"
     curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$PORT/predict" >/dev/null
     compose --profile cpu stop api-cpu
 }

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -18,7 +13,7 @@ from app.main import create_app
 from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.net import init_xavier, resnet18
-from tests.helpers import ROOT, TINY_TEST, TINY_TRAIN, free_port, make_settings, png_bytes
+from tests.helpers import TINY_TEST, TINY_TRAIN, make_settings, png_bytes, served
 
 
 @pytest.fixture(autouse=True)
@@ -76,30 +71,8 @@ def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def live_server(tiny_checkpoint: Path) -> Iterator[str]:
-    """A real uvicorn process serving the random-weight checkpoint; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "MODEL_CHECKPOINT": str(tiny_checkpoint), "LOG_LEVEL": "warning"}
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready in 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server process (`python -m app.serve`) on the random-weight checkpoint; its URL."""
+    log = tmp_path_factory.mktemp("live") / "server.log"
+    with served(tiny_checkpoint, log, LOG_LEVEL="warning") as server:
+        yield server.url

@@ -6,10 +6,17 @@ from another.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +65,23 @@ def png_bytes(array: np.ndarray | Image.Image, fmt: str = "PNG", **save: object)
     return buf.getvalue()
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header that declares huge dimensions, with almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
+    chunk = _png_chunk
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def text_bomb_png(megabytes: int = 50) -> bytes:
+    """A valid 28x28 PNG carrying a zTXt chunk that inflates to `megabytes` MB (a ~50 KB file)."""
+    plain = png_bytes(np.zeros((28, 28), np.uint8))
+    text = b"comment\0\0" + zlib.compress(b"a" * megabytes * 1_000_000, 9)
+    return plain[:33] + _png_chunk(b"zTXt", text) + plain[33:]  # after the 33-byte IHDR
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:
@@ -98,3 +113,47 @@ def write_photo_folder(root: Path, per_folder: int = 10, seed: int = 0) -> Path:
             rows.append(f"{name},{folder},{classes}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+@dataclass
+class Server:
+    """A running `python -m app.serve`: its base URL, process and log file."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def served(checkpoint: Path, log: Path, **env: str) -> Iterator[Server]:
+    """The service as `make serve` runs it, on a free port, with these settings (env vars);
+    its output goes to `log`. Yields once /health/ready answers; stops it after."""
+    port = free_port()
+    environ = {**os.environ, "MODEL_CHECKPOINT": str(checkpoint), "LOG_LEVEL": "info", **env}
+    cmd = [sys.executable, "-m", "app.serve", "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log"]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {server.log_text()}")
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{server.url}/health/ready", timeout=1).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready in 60 s")
+            time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-import torch
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.config import Settings
-from app.decode import Prepared
+from app.decode import Decoder, Prepared
 from app.deps import (
     API_KEY_SECURITY,
-    DecoderDep,
     EngineDep,
     SettingsDep,
     check_api_key,
@@ -20,7 +19,7 @@ from app.deps import (
     require_api_key,
 )
 from app.engine import EngineUnavailableError, InferenceEngine, InferenceTimeoutError, Result
-from app.errors import ApiError
+from app.errors import ApiError, echo
 from app.multipart import MultipartError, parse_multipart
 from app.schemas import (
     BatchItem,
@@ -64,17 +63,26 @@ def _upload_body(field: str, many: bool) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}, "security": API_KEY_SECURITY}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, stopping with 413 as soon as it passes the limit."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, stopping with 413 as soon as it passes the limit and with 408 when it has
+    not all arrived within timeout_s (a slow or stalled sender, a Content-Length too large)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the request body did not arrive within {timeout_s:g} s ({size:,} bytes came)",
+            {"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
@@ -85,7 +93,7 @@ async def _uploads(
     limit = settings.max_upload_bytes
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        body = await _read_body(request, limit + MULTIPART_SLACK)
+        body = await _read_body(request, limit + MULTIPART_SLACK, settings.body_timeout_s)
         try:
             # The raw header: a boundary is case-sensitive (browsers use mixed case).
             raw_type = request.headers["content-type"]
@@ -100,16 +108,16 @@ async def _uploads(
         for name, data in files:
             if len(data) > limit:
                 raise ApiError(
-                    413, f"'{name or field}' is {len(data):,} bytes; the limit is {limit:,}"
+                    413, f"'{echo(name or field)}' is {len(data):,} bytes; the limit is {limit:,}"
                 )
         return files
     if content_type.startswith(("image/", "application/octet-stream")) and field == "image":
-        return [(None, await _read_body(request, limit))]
+        return [(None, await _read_body(request, limit, settings.body_timeout_s))]
     raise ApiError(
         415,
         f"send the image as multipart field '{field}' (curl -F {field}=@photo.png)"
         + (" or as a raw body with an image/* content type" if field == "image" else "")
-        + f"; got content type '{content_type or 'none'}'",
+        + f"; got content type '{echo(content_type) or 'none'}'",
     )
 
 
@@ -127,13 +135,36 @@ def _prediction(probs: list[float], ckpt: Checkpoint, top_k: int) -> dict[str, A
     }
 
 
-async def _infer(engine: InferenceEngine, images: list[torch.Tensor]) -> Result:
+async def _prepare(decoder: Decoder, name: str | None, data: bytes, named: bool) -> Prepared:
     try:
-        return await engine.infer(images)
+        return await decoder.prepare(data)
+    except ImageError as exc:
+        if not named:
+            raise
+        # Name the file; the same error type keeps the status it maps to.
+        raise type(exc)(f"{echo(name) or 'image'}: {exc}") from exc
+
+
+async def _classify(
+    request: Request,
+    engine: InferenceEngine,
+    uploads: list[tuple[str | None, bytes]],
+    named: bool = False,
+) -> tuple[list[Prepared], Result]:
+    """Decode the uploads and run them through the network, under one admission and one
+    deadline: 503 when the service already holds QUEUE_SIZE images (decoding or queued), 504
+    when decoding, queueing and inference together take longer than REQUEST_TIMEOUT_S."""
+    state = request.app.state
+    timeout = state.settings.request_timeout_s
+    try:
+        with state.admission.admit(len(uploads)):
+            async with asyncio.timeout(timeout):
+                prepared = [await _prepare(state.decoder, n, d, named) for n, d in uploads]
+                return prepared, await engine.infer([p.image for p in prepared])
     except EngineUnavailableError as exc:
         raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
-    except InferenceTimeoutError as exc:
-        raise ApiError(504, str(exc)) from exc
+    except (TimeoutError, InferenceTimeoutError) as exc:
+        raise ApiError(504, f"no result within the request timeout of {timeout:g} s") from exc
 
 
 def _ms(seconds: float) -> float:
@@ -187,10 +218,8 @@ async def predict(request: Request, top_k: int | None = TopK) -> Response:
         raise ApiError(
             422, f"{len(uploads)} files in field 'image'; send several to /predict/batch"
         )
-    [(_, data)] = uploads
-    prepared = await request.app.state.decoder.prepare(data)
-    result = await _infer(engine, [prepared.image])
-    stages = _stages([prepared], result)
+    prepared, result = await _classify(request, engine, uploads)
+    stages = _stages(prepared, result)
     engine.metrics.observe_stages(**stages)
     answer = PredictResponse(
         **_prediction(result.probs[0], engine.ckpt, top_k or settings.default_top_k),
@@ -211,7 +240,6 @@ async def predict(request: Request, top_k: int | None = TopK) -> Response:
 async def predict_batch(
     request: Request,
     engine: EngineDep,
-    decoder: DecoderDep,
     settings: SettingsDep,
     top_k: int | None = TopK,
 ) -> BatchPredictResponse:
@@ -220,17 +248,12 @@ async def predict_batch(
     uploads = await _uploads(request, settings, "images")
     if len(uploads) > settings.max_batch_images:
         raise ApiError(422, f"{len(uploads)} images sent; the limit is {settings.max_batch_images}")
-    prepared = []
-    for name, data in uploads:
-        try:
-            prepared.append(await decoder.prepare(data))
-        except ImageError as exc:
-            # Name the file; the same error type keeps the status it maps to.
-            raise type(exc)(f"{name or 'image'}: {exc}") from exc
-    result = await _infer(engine, [p.image for p in prepared])
+    prepared, result = await _classify(request, engine, uploads, named=True)
     k = top_k or settings.default_top_k
     results = [
-        BatchItem(filename=name, **_prediction(p, engine.ckpt, k))
+        BatchItem(
+            filename=None if name is None else echo(name, 255), **_prediction(p, engine.ckpt, k)
+        )
         for (name, _), p in zip(uploads, result.probs, strict=True)
     ]
     stages = _stages(prepared, result)

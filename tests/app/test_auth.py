@@ -36,7 +36,15 @@ def test_predict_needs_the_key(
             assert "API key" in r.json()["detail"] and r.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/metrics", "/docs", "/model"])
+@pytest.mark.parametrize("path", ["/model", "/model/summary", "/model/summary?depth=2"])
+@pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"X-API-Key": KEY}, 200)])
+def test_model_routes_need_the_key(
+    locked: TestClient, path: str, headers: dict[str, str], status: int
+) -> None:
+    assert locked.get(path, headers=headers).status_code == status
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/metrics", "/docs"])
 def test_health_docs_and_metrics_stay_open(locked: TestClient, path: str) -> None:
     assert locked.get(path).status_code == 200
 

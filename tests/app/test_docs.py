@@ -30,6 +30,13 @@ def test_swagger_try_it_out_upload_returns_200(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2000})
+            blocked: list[str] = []  # what the pages' Content-Security-Policy refused
+            page.on(
+                "console",
+                lambda m: blocked.append(m.text) if "Content Security" in m.text else None,
+            )
+            page.goto(f"{live_server}/redoc")
+            page.locator("h2", has_text="Classify one clothing photo").wait_for(timeout=30_000)
             page.goto(f"{live_server}/docs")
             op = page.locator("#operations-predict-predict_predict_post")
             op.locator(".opblock-summary").click()
@@ -42,5 +49,8 @@ def test_swagger_try_it_out_upload_returns_200(
             page.screenshot(path=os.environ.get("DOCS_SCREENSHOT", str(tmp_path / "docs.png")))
             assert live.inner_text().strip() == "200"
             assert '"label"' in body and '"top_k"' in body
+            # ReDoc's footer logo is the one thing from elsewhere (its CDN, which an offline
+            # deployment cannot reach anyway); nothing of the pages' own may be refused.
+            assert [m for m in blocked if "https://cdn.redoc.ly/" not in m] == [], blocked
         finally:
             browser.close()

@@ -1,11 +1,22 @@
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
+from app.routes.model import _summary
+from model.net import resnet18
+from model.summary import layer_summary
 from tests.helpers import SEED_SHAPES_224
 
 
-def test_model_info_reports_checkpoint_and_device(client: TestClient) -> None:
-    body = client.get("/model").json()
+def test_model_info_reports_checkpoint_and_device(
+    client: TestClient, tiny_checkpoint: Path
+) -> None:
+    r = client.get("/model")
+    body = r.json()
+    # The file's name only: the server's directories are nobody's business.
+    assert body["checkpoint_file"] == tiny_checkpoint.name
+    assert str(tiny_checkpoint.parent) not in r.text
     assert body["architecture"] == "d2l-resnet18"
     assert len(body["classes"]) == 10 and body["classes"][9] == "Ankle boot"
     assert (body["input_size"], body["in_channels"], body["device"]) == (28, 1, "cpu")
@@ -38,3 +49,16 @@ def test_summary_bounds_are_422(client: TestClient, query: str) -> None:
     r = client.get(f"/model/summary?{query}")
     assert r.status_code == 422
     assert query.split("=")[0] in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("size", "depth"), [(16, 1), (96, 2), (512, 3)])
+def test_summary_shapes_equal_a_real_forward_pass(size: int, depth: int) -> None:
+    # The route computes shapes on the meta device (no memory, no arithmetic): the same rows as
+    # a real forward pass on the CPU.
+    _summary.cache_clear()
+    got = _summary(10, 1, size, depth)
+    expected = layer_summary(resnet18(), size, 1, depth)
+    assert [(r.name, r.type, tuple(r.output_shape), r.params) for r in got.layers] == [
+        (r.name, r.type, r.output_shape, r.params) for r in expected
+    ]
+    assert _summary(10, 1, size, depth) is got  # the second call comes from the cache

@@ -10,7 +10,7 @@ from app.main import create_app
 from model.checkpoint import copy_checkpoint, load_checkpoint, update_metadata
 from model.data import Split
 from model.evaluate import predict as evaluate_predict
-from tests.helpers import bomb_png, make_settings, png_bytes
+from tests.helpers import bomb_png, make_settings, png_bytes, text_bomb_png
 
 
 def test_predict_multipart_answers_every_field(client: TestClient, boot_png: bytes) -> None:
@@ -87,6 +87,12 @@ BAD_UPLOADS: dict[str, tuple[dict[str, object], int, str]] = {
     "truncated png": (_file("t.png", png_bytes(NOISE)[:900]), 422, "corrupt or truncated"),
     "decompression bomb": (_file("b.png", bomb_png(9_000, 9_000)), 413, "9000x9000"),
     "huge bomb": (_file("b.png", bomb_png(10**5, 10**5)), 413, "limit of 40,000,000"),
+    "png metadata bomb": (_file("t.png", text_bomb_png()), 413, "metadata is over the limit"),
+    "long content type": (
+        {"content": b"x", "headers": {"content-type": "text/" + "x" * 40_000}},
+        415,
+        "...",
+    ),
     "too large upload": (_file("big.png", b"\x89PNG" + b"0" * 200_000), 413, "limit"),
     "too large raw": ({"content": b"0" * 200_000, "headers": RAW_PNG}, 413, "limit"),
     "malformed multipart": ({"content": b"--x", "headers": NO_BOUNDARY}, 400, "malformed"),
@@ -108,6 +114,7 @@ def test_bad_input_is_a_clear_4xx_and_service_keeps_serving(
         assert r.status_code == status, r.text
         assert r.headers["content-type"] == "application/json"
         assert set(r.json()) == {"detail"} and message in r.json()["detail"]
+        assert len(r.json()["detail"]) < 300  # echoed input is cut short
         assert c.post("/predict", files={"image": ("b.png", boot_png)}).status_code == 200
 
 
@@ -175,7 +182,7 @@ def test_full_queue_is_503_with_retry_after(tiny_checkpoint: Path, boot_png: byt
             time.sleep(0.005)
         second = c.post("/predict", files={"image": ("b.png", boot_png)})
         assert second.status_code == 503 and second.headers["retry-after"] == "1"
-        assert "queue is full" in second.json()["detail"]
+        assert "at capacity" in second.json()["detail"]
         assert first.result().status_code == 200
         assert c.post("/predict", files={"image": ("b.png", boot_png)}).status_code == 200
 

@@ -1,4 +1,4 @@
-"""The service as users run it: a real uvicorn process, real curl."""
+"""The service as users run it: a real server process (`make serve`), real curl."""
 
 import json
 import os
@@ -62,8 +62,7 @@ def test_bad_checkpoint_exits_non_zero_with_one_clear_line(tmp_path: Path) -> No
     bad.write_bytes(b"not a checkpoint")
     (tmp_path / "broken.json").write_text("{}")
     env = {**os.environ, "MODEL_CHECKPOINT": str(bad)}
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-           "--port", str(free_port())]  # fmt: skip
+    cmd = [sys.executable, "-m", "app.serve", "--port", str(free_port())]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

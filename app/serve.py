@@ -1,0 +1,166 @@
+"""Run the service: `python -m app.serve [--host H] [--port P] [--workers N]`.
+
+uvicorn with the guards it leaves out. Stock uvicorn never times out a connection that has not
+finished sending its request header and never caps connections: ~20,000 half-sent headers (the
+fd limit) took a test server off the network, with nothing logged. Here each connection gets
+HEADER_TIMEOUT_S to send a complete header (after that: 408 and closed), connections over
+MAX_CONNECTIONS get 503 and are closed at once (so the fd limit is never reached), SIGTERM
+waits SHUTDOWN_TIMEOUT_S for in-flight requests before cutting the rest, and each kind of cut
+is logged, at most one summary line per LOG_EVERY_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import resource
+import time
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.config import Settings
+
+log = logging.getLogger("app.server")
+
+# File descriptors kept free under the cap: the model, logs, sockets to clients being refused.
+FD_RESERVE = 64
+LOG_EVERY_S = 5.0
+
+
+def _response(status: str, detail: str) -> bytes:
+    body = b'{"detail":"' + detail.encode() + b'"}'
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n"
+    )
+    if status.startswith("503"):
+        head += "retry-after: 1\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+HEADER_TIMEOUT = _response("408 Request Timeout", "the request header did not arrive in time")
+TOO_MANY = _response("503 Service Unavailable", "too many open connections; retry shortly")
+
+
+class _CutLog:
+    """Counts connections cut for one reason; logs the first at once, then one sum per
+    LOG_EVERY_S while they keep coming (an attack of 20,000 is a few lines, not 20,000)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pending = 0
+        self.total = 0
+        self.logged_at = -LOG_EVERY_S
+        self.flush_scheduled = False
+
+    def add(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pending += 1
+        self.total += 1
+        wait = self.logged_at + LOG_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self.flush()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            loop.call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.pending:
+            log.warning("%s: %d connection(s), %d since start", self.what, self.pending, self.total)
+            self.pending, self.logged_at = 0, time.monotonic()
+
+
+@functools.cache
+def limits() -> tuple[float, int]:
+    """(header timeout in seconds, connection cap) for this process, from the settings and the
+    process's file-descriptor limit."""
+    settings = Settings()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = settings.max_connections
+    if soft != resource.RLIM_INFINITY:
+        cap = max(1, min(cap, soft - FD_RESERVE))
+    return settings.header_timeout_s, cap
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a request-header deadline and a connection cap."""
+
+    timed_out = _CutLog("closed: no complete request header within the header timeout")
+    refused = _CutLog("refused with 503: over the connection cap")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        header_timeout, cap = limits()
+        if len(self.connections) > cap:
+            self.refused.add(self.loop)
+            transport.write(TOO_MANY)
+            transport.close()
+            return
+        self._arm(header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A kept-alive connection: its next request has the same time to send its header.
+        if not self.transport.is_closing():
+            self._arm(limits()[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._header_deadline = self.loop.call_later(seconds, self._header_timed_out)
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _header_timed_out(self) -> None:
+        self._header_deadline = None
+        if self.transport.is_closing() or (self.cycle and not self.cycle.response_complete):
+            return  # a request under way: its body and answer have deadlines of their own
+        self.timed_out.add(self.loop)
+        self.transport.write(HEADER_TIMEOUT)
+        self.transport.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="(env HOST)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="(PORT)")
+    p.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WORKERS", "1")), help="(WORKERS)"
+    )
+    p.add_argument("--no-access-log", action="store_true", help="no line per request")
+    args = p.parse_args(argv)
+    settings = Settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        http=GuardedProtocol,
+        access_log=not args.no_access_log,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
+
+
+if __name__ == "__main__":
+    main()

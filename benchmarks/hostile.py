@@ -1,0 +1,336 @@
+"""Hostile clients against a running service; each attack prints what the service did, as JSON.
+
+    python benchmarks/hostile.py URL stalled    [--connections 21000 --processes 3 --hold 30]
+    python benchmarks/hostile.py URL overload   [--clients 256 --seconds 10 --photo PATH]
+    python benchmarks/hostile.py URL slow-body  [--rate 100]
+    python benchmarks/hostile.py URL short-body
+    python benchmarks/hostile.py URL disconnect [--count 20]
+
+stalled:    connections that send half a request header and stop, more than the fd limit, from
+            several processes; meanwhile /health/live and /predict are probed every 0.25 s.
+overload:   many keep-alive clients posting a photo as fast as they can: statuses, Retry-After on
+            every 503, the slowest answer.
+slow-body:  a body sent at RATE bytes/s; short-body: a Content-Length larger than the body sent;
+            both report the status and how long the service took to end them.
+disconnect: uploads abandoned half-way (the client closes the socket).
+
+Standard library only. The same functions drive tests/benchmarks/test_hostile.py (small numbers)
+and benchmarks/soak.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import multiprocessing as mp
+import re
+import socket
+import statistics
+import time
+import urllib.parse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTO = (
+    ROOT.parent / "shared" / "real-photos" / "9_ankle_boot" / "cook_13352_brown_boot.jpg"
+)
+BOUNDARY = "hostile0boundary"
+
+
+def address(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80
+
+
+def multipart(data: bytes, field: str = "image", filename: str = "photo.jpg") -> bytes:
+    """A multipart/form-data body (boundary BOUNDARY) holding one file."""
+    disposition = f'form-data; name="{field}"; filename="{filename}"'
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n"
+    return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def post_request(url: str, body: bytes, path: str = "/predict", length: int | None = None) -> bytes:
+    """The bytes of a POST of a multipart body (Content-Length `length`, default the body's)."""
+    host, port = address(url)
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    ).encode() + body
+
+
+def sample_photo(path: Path | None = None) -> bytes:
+    """The photo to post: `path`, the real photo beside the checkout, or a generated 400x534
+    JPEG (a shape on a textured background) where neither exists."""
+    path = path or DEFAULT_PHOTO
+    if path.is_file():
+        return path.read_bytes()
+    from PIL import Image, ImageDraw  # only here: the other attacks need no Pillow
+
+    img = Image.effect_noise((400, 534), 40).convert("RGB")
+    ImageDraw.Draw(img).ellipse((80, 120, 320, 420), fill=(120, 60, 30))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _status(head: bytes) -> int:
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(match.group(1)) if match else 0
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    body = await reader.readexactly(int(length.group(1)) if length else 0)
+    return _status(head), head, body
+
+
+def get_status(url: str, path: str, timeout: float = 1.0) -> int:
+    """One GET on a fresh connection: the status, or 0 when no answer came within timeout."""
+    host, port = address(url)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            return _status(s.recv(64))
+    except OSError:
+        return 0
+
+
+def post_status(url: str, request: bytes, timeout: float = 2.0) -> int:
+    """One prebuilt POST on a fresh connection: the status, or 0 when none came within timeout."""
+    host, port = address(url)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(request)
+            return _status(s.recv(64))
+    except OSError:
+        return 0
+
+
+# -- stalled headers ------------------------------------------------------------------------------
+
+
+def _stall(host: str, port: int, count: int, hold_s: float, out: mp.Queue) -> None:
+    """Open `count` connections, send half a header on each, hold them, report their fate."""
+    start = time.monotonic()
+    socks, fates = [], Counter()
+    for _ in range(count):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect((host, port))
+            s.sendall(b"GET /health/live HTTP/1.1\r\nHost: victim\r\nX-Stalled: ")
+        except OSError:
+            fates["connect or send failed"] += 1
+            s.close()
+            continue
+        socks.append(s)
+    opened = time.monotonic() - start
+    time.sleep(max(0.0, hold_s - opened))
+    for s in socks:
+        s.setblocking(False)
+        try:
+            data = s.recv(64)
+            fates[f"answered {_status(data)}" if data else "closed by the server"] += 1
+        except BlockingIOError:
+            fates["still open"] += 1
+        except OSError:
+            fates["reset by the server"] += 1
+        s.close()
+    out.put({"opened_s": round(opened, 2), **fates})
+
+
+def stalled(
+    url: str, connections: int, processes: int, hold_s: float, photo: bytes
+) -> dict[str, Any]:
+    """Stalled half-headers from several processes; when /health/live and /predict worked again."""
+    host, port = address(url)
+    predict = post_request(url, multipart(photo))
+    out: mp.Queue = mp.Queue()
+    per = connections // processes
+    start = time.monotonic()
+    workers = [
+        mp.Process(target=_stall, args=(host, port, per, hold_s, out)) for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    probes: list[tuple[float, int, int]] = []
+    while time.monotonic() - start < hold_s:
+        probes.append(
+            (time.monotonic() - start, get_status(url, "/health/live"), post_status(url, predict))
+        )
+        time.sleep(0.25)
+    reports = [out.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join()
+    failing = [t for t, live, pred in probes if (live, pred) != (200, 200)]
+    recovered = max(failing, default=-0.25) + 0.25 if failing else 0.0
+    fates: Counter[str] = Counter()
+    for r in reports:
+        fates.update({k: v for k, v in r.items() if k != "opened_s"})
+    return {
+        "attack": "stalled",
+        "connections": per * processes,
+        "processes": processes,
+        "opened_s": max(r["opened_s"] for r in reports),
+        "fates": dict(fates),
+        "probes": len(probes),
+        "probes_failing": len(failing),
+        "all_200_from_s": round(recovered, 2),
+    }
+
+
+# -- overload -------------------------------------------------------------------------------------
+
+
+async def _hammer(
+    host: str, port: int, request: bytes, stop: float, seen: list[tuple[int, float, bool]]
+) -> None:
+    reader = writer = None
+    while time.perf_counter() < stop:
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            start = time.perf_counter()
+            writer.write(request)
+            status, head, _ = await _read_answer(reader)  # type: ignore[arg-type]
+            seen.append((status, time.perf_counter() - start, b"retry-after" in head.lower()))
+            if b"connection: close" in head.lower():
+                writer.close()
+                reader = writer = None
+        except (OSError, asyncio.IncompleteReadError):
+            seen.append((0, 0.0, False))
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            await asyncio.sleep(0.05)
+    if writer is not None:
+        writer.close()
+
+
+def overload(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` keep-alive clients posting `body` for `seconds`: what came back, how late."""
+    host, port = address(url)
+    request = post_request(url, body)
+    seen: list[tuple[int, float, bool]] = []
+
+    async def drive() -> None:
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(_hammer(host, port, request, stop, seen) for _ in range(clients)))
+
+    asyncio.run(drive())
+    by_status = Counter(status for status, _, _ in seen)
+    ok = sorted(t for status, t, _ in seen if status == 200)
+    return {
+        "attack": "overload",
+        "clients": clients,
+        "seconds": seconds,
+        "statuses": {str(k): v for k, v in sorted(by_status.items())},
+        "slowest_answer_s": round(max((t for _, t, _ in seen), default=0.0), 3),
+        "p99_200_ms": round(statistics.quantiles(ok, n=100)[98] * 1000, 1) if len(ok) > 1 else None,
+        "every_503_has_retry_after": all(r for status, _, r in seen if status == 503),
+    }
+
+
+# -- slow and short bodies, disconnects ---------------------------------------------------------
+
+
+def _answer_within(s: socket.socket, seconds: float) -> tuple[int, float]:
+    """Wait up to `seconds` for the server to answer or close: (status or 0, seconds taken)."""
+    start = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        data = s.recv(256)
+    except TimeoutError:
+        return -1, seconds  # nothing: the server is still waiting
+    except OSError:
+        data = b""
+    return _status(data), time.monotonic() - start
+
+
+def slow_body(url: str, rate: float, photo: bytes, give_up_s: float = 120) -> dict[str, Any]:
+    """A real upload sent at `rate` bytes/s: the status and when the service cut it."""
+    request = post_request(url, multipart(photo))
+    split = request.index(b"\r\n\r\n") + 4
+    head, rest = request[:split], request[split:]
+    chunk = max(1, int(rate / 10))  # ten sends a second
+    start = time.monotonic()
+    with socket.create_connection(address(url), timeout=5) as s:
+        s.sendall(head)
+        s.setblocking(False)
+        status = -1
+        while rest and time.monotonic() - start < give_up_s:
+            try:
+                status = _status(s.recv(256))
+                break
+            except BlockingIOError:
+                pass
+            except OSError:
+                status = 0
+                break
+            try:
+                s.send(rest[:chunk])
+            except OSError:
+                status = 0
+                break
+            rest = rest[chunk:]
+            time.sleep(0.1)
+    return {"attack": "slow-body", "rate": rate, "status": status,
+            "cut_after_s": round(time.monotonic() - start, 2)}  # fmt: skip
+
+
+def short_body(url: str, give_up_s: float = 120) -> dict[str, Any]:
+    """A Content-Length 1,000 bytes larger than the body that follows it."""
+    body = multipart(b"\x89PNG" + b"0" * 100)
+    with socket.create_connection(address(url), timeout=5) as s:
+        s.sendall(post_request(url, body, length=len(body) + 1000))
+        status, took = _answer_within(s, give_up_s)
+    return {"attack": "short-body", "status": status, "cut_after_s": round(took, 2)}
+
+
+def disconnect(url: str, count: int, photo: bytes) -> dict[str, Any]:
+    """Uploads abandoned half-way: the client closes its socket mid-body."""
+    request = post_request(url, multipart(photo))
+    for _ in range(count):
+        with socket.create_connection(address(url), timeout=5) as s:
+            s.sendall(request[: len(request) // 2])
+            time.sleep(0.05)
+    return {"attack": "disconnect", "count": count}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("url")
+    p.add_argument(
+        "attack", choices=["stalled", "overload", "slow-body", "short-body", "disconnect"]
+    )
+    p.add_argument("--connections", type=int, default=21_000)
+    p.add_argument("--processes", type=int, default=3)
+    p.add_argument("--hold", type=float, default=30.0, help="seconds the stalled sockets are held")
+    p.add_argument("--clients", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=100.0, help="slow-body bytes per second")
+    p.add_argument("--count", type=int, default=20)
+    p.add_argument("--photo", type=Path, help="the photo to post (default: a real product photo)")
+    args = p.parse_args(argv)
+    photo = sample_photo(args.photo)
+    if args.attack == "stalled":
+        result = stalled(args.url, args.connections, args.processes, args.hold, photo)
+    elif args.attack == "overload":
+        result = overload(args.url, multipart(photo), args.clients, args.seconds)
+    elif args.attack == "slow-body":
+        result = slow_body(args.url, args.rate, photo)
+    elif args.attack == "short-body":
+        result = short_body(args.url)
+    else:
+        result = disconnect(args.url, args.count, photo)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

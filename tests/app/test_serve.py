@@ -1,0 +1,94 @@
+"""The server process under hostile clients (benchmarks/hostile.py's attacks, small numbers)."""
+
+import signal
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import hostile
+from tests.helpers import served
+
+PHOTO = hostile.sample_photo()
+
+
+def _metric(url: str, status: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    prefix = f'fashion_requests_total{{method="POST",route="/predict",status="{status}"}} '
+    return sum(
+        float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_stalled_headers_are_timed_out_and_capped(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    env = {"HEADER_TIMEOUT_S": "1", "MAX_CONNECTIONS": "40"}
+    with served(tiny_checkpoint, tmp_path / "log", **env) as server:
+        report = hostile.stalled(server.url, connections=200, processes=2, hold_s=4, photo=PHOTO)
+        log = server.log_text()
+    fates = report["fates"]
+    # Over the cap: 503 at once; under it: 408 after the header timeout; none left open.
+    assert fates.get("answered 503", 0) >= 100 and "still open" not in fates, report
+    assert 0 < fates.get("answered 408", 0) <= 40, report
+    assert report["all_200_from_s"] <= 2.5, report
+    assert "over the connection cap" in log and "no complete request header" in log
+
+
+def test_slow_and_short_bodies_are_cut_with_408(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with served(tiny_checkpoint, tmp_path / "log", BODY_TIMEOUT_S="1") as server:
+        slow = hostile.slow_body(server.url, rate=100, photo=PHOTO, give_up_s=10)
+        short = hostile.short_body(server.url, give_up_s=10)
+        assert (
+            hostile.post_status(
+                server.url, hostile.post_request(server.url, hostile.multipart(PHOTO))
+            )
+            == 200
+        )
+    assert slow["status"] == 408 and slow["cut_after_s"] < 2.5, slow
+    assert short["status"] == 408 and short["cut_after_s"] < 2.5, short
+
+
+def test_a_client_that_goes_away_is_499_in_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with served(tiny_checkpoint, tmp_path / "log") as server:
+        hostile.disconnect(server.url, count=3, photo=PHOTO)
+        deadline = time.monotonic() + 5
+        while _metric(server.url, "499") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _metric(server.url, "499") == 3 and _metric(server.url, "500") == 0
+        log = server.log_text()
+    assert log.count("client closed the connection") == 3 and "Traceback" not in log
+
+
+def test_overload_answers_200_503_or_504_within_the_timeout(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    env = {"QUEUE_SIZE": "4", "REQUEST_TIMEOUT_S": "0.5"}
+    with served(tiny_checkpoint, tmp_path / "log", **env) as server:
+        report = hostile.overload(server.url, hostile.multipart(PHOTO), clients=64, seconds=3)
+    statuses = report["statuses"]
+    assert set(statuses) <= {"200", "503", "504"} and statuses.get("503", 0) > 0, report
+    assert statuses.get("200", 0) > 0 and report["every_503_has_retry_after"], report
+    assert report["slowest_answer_s"] <= 1.0, report  # the timeout + 0.5 s
+
+
+def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "BODY_TIMEOUT_S": "60", "MAX_WAIT_MS": "300"}
+    with served(tiny_checkpoint, tmp_path / "log", **env) as server:
+        request = hostile.post_request(server.url, hostile.multipart(PHOTO))
+        straggler = threading.Thread(
+            target=hostile.slow_body, args=(server.url, 50, PHOTO, 30), daemon=True
+        )
+        straggler.start()
+        with ThreadPoolExecutor(16) as pool:
+            # Sixteen requests wait out the 300 ms batching window when SIGTERM comes.
+            answers = [pool.submit(hostile.post_status, server.url, request, 10) for _ in range(16)]
+            time.sleep(0.15)
+            sent = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            statuses = [a.result() for a in answers]
+        server.proc.wait(timeout=15)
+        exited_after = time.monotonic() - sent
+    assert statuses == [200] * 16
+    assert exited_after < 2 + 2.5, exited_after  # the deadline, then lifespan shutdown
