@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         DEFAULT_MAX_PIXELS, ge=1, description="declared width x height limit (413 above)"
     )
+    decode_memory_mb: int = Field(
+        256,
+        ge=16,
+        description="decoded pixels held at once by all decodes, in MB (a 40 MP photo is 160 MB)",
+    )
     max_batch_images: int = Field(64, ge=1, description="images per /predict/batch request")
     default_top_k: int = Field(3, ge=1, le=10)
     model_backend: Backend = Field(

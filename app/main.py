@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +26,7 @@ from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
 log = logging.getLogger("app")
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 DESCRIPTION = """
 Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18 of
@@ -54,9 +58,21 @@ def build_engine(
     )
 
 
+def return_big_frees_to_the_os() -> None:
+    """Allocate every buffer over 1 MB (decoded photos) with mmap, so freeing gives it back.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed, after which blocks
+    that size come from the heap, where freed memory stays with the process: eight 40 MP PNGs
+    left 170 MB behind that way. A fixed threshold turns that off (glibc only; a no-op elsewhere).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; an unusable checkpoint or device ends the process with one clear line."""
     settings = settings or Settings()
+    return_big_frees_to_the_os()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -71,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         options = resolve_engine_options(settings, device, ckpt.input_size)
-        decoder = Decoder(options.decode_threads, settings.max_image_pixels)
+        decoder = Decoder(
+            options.decode_threads, settings.max_image_pixels, settings.decode_memory_mb << 20
+        )
         await decoder.warm_up()
         engine = build_engine(settings, ckpt, device, metrics, options)
         await engine.start()

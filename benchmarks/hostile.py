@@ -5,6 +5,7 @@
     python benchmarks/hostile.py URL slow-body  [--rate 100]
     python benchmarks/hostile.py URL short-body
     python benchmarks/hostile.py URL disconnect [--count 20]
+    python benchmarks/hostile.py URL huge-images [--count 8 --megapixels 40 --pid PID]
 
 stalled:    connections that send half a request header and stop, more than the fd limit, from
             several processes; meanwhile /health/live and /predict are probed every 0.25 s.
@@ -13,6 +14,8 @@ overload:   many keep-alive clients posting a photo as fast as they can: statuse
 slow-body:  a body sent at RATE bytes/s; short-body: a Content-Length larger than the body sent;
             both report the status and how long the service took to end them.
 disconnect: uploads abandoned half-way (the client closes the socket).
+huge-images: concurrent uploads of small PNG files that decode to 40 MP; with the server's pid,
+            its memory before, after and at peak.
 
 Standard library only. The same functions drive tests/benchmarks/test_hostile.py (small numbers)
 and benchmarks/soak.py.
@@ -31,6 +34,7 @@ import statistics
 import time
 import urllib.parse
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +297,52 @@ def short_body(url: str, give_up_s: float = 120) -> dict[str, Any]:
     return {"attack": "short-body", "status": status, "cut_after_s": round(took, 2)}
 
 
+def huge_png(megapixels: float = 40, seed: int = 0) -> bytes:
+    """A real RGB PNG of `megapixels` (a few shapes on flat colour: ~100 KB for 40 MP)."""
+    from PIL import Image, ImageDraw
+
+    side = int((megapixels * 1e6) ** 0.5)
+    img = Image.new("RGB", (side, side), (200 + seed % 50, 190, 180))
+    draw = ImageDraw.Draw(img)
+    for i in range(6):
+        box = (side * i // 8, side * i // 9, side * (i + 2) // 8, side * (i + 3) // 9)
+        draw.ellipse(box, fill=(30 * i, 90, 255 - 30 * i))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (or its peak, VmHWM) in MB, from /proc."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+)", text).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def huge_images(url: str, count: int, megapixels: float, pid: int | None) -> dict[str, Any]:
+    """`count` concurrent uploads of `megapixels` PNGs: statuses and, given the server's pid,
+    its RSS before and after and its peak."""
+    body = multipart(huge_png(megapixels), filename="huge.png")
+    request = post_request(url, body)
+    before = (rss_mb(pid), rss_mb(pid, "VmHWM")) if pid else (0.0, 0.0)
+    start = time.monotonic()
+    with ThreadPoolExecutor(count) as pool:
+        statuses = list(pool.map(lambda _: post_status(url, request, 60), range(count)))
+    report: dict[str, Any] = {
+        "attack": "huge-images",
+        "count": count,
+        "megapixels": megapixels,
+        "file_kb": round(len(body) / 1024),
+        "statuses": statuses,
+        "seconds": round(time.monotonic() - start, 2),
+    }
+    if pid:
+        time.sleep(0.5)
+        report |= {"rss_before_mb": round(before[0]), "rss_after_mb": round(rss_mb(pid)),
+                   "peak_before_mb": round(before[1]),
+                   "peak_after_mb": round(rss_mb(pid, "VmHWM"))}  # fmt: skip
+    return report
+
+
 def disconnect(url: str, count: int, photo: bytes) -> dict[str, Any]:
     """Uploads abandoned half-way: the client closes its socket mid-body."""
     request = post_request(url, multipart(photo))
@@ -307,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("url")
     p.add_argument(
-        "attack", choices=["stalled", "overload", "slow-body", "short-body", "disconnect"]
+        "attack",
+        choices=["stalled", "overload", "slow-body", "short-body", "disconnect", "huge-images"],
     )
     p.add_argument("--connections", type=int, default=21_000)
     p.add_argument("--processes", type=int, default=3)
@@ -316,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=100.0, help="slow-body bytes per second")
     p.add_argument("--count", type=int, default=20)
+    p.add_argument("--megapixels", type=float, default=40.0, help="huge-images: each PNG's size")
+    p.add_argument("--pid", type=int, help="huge-images: the server's pid, for its memory")
     p.add_argument("--photo", type=Path, help="the photo to post (default: a real product photo)")
     args = p.parse_args(argv)
     photo = sample_photo(args.photo)
@@ -327,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
         result = slow_body(args.url, args.rate, photo)
     elif args.attack == "short-body":
         result = short_body(args.url)
+    elif args.attack == "huge-images":
+        result = huge_images(args.url, args.count, args.megapixels, args.pid)
     else:
         result = disconnect(args.url, args.count, photo)
     print(json.dumps(result))

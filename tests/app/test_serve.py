@@ -92,3 +92,13 @@ def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(
         exited_after = time.monotonic() - sent
     assert statuses == [200] * 16
     assert exited_after < 2 + 2.5, exited_after  # the deadline, then lifespan shutdown
+
+
+def test_a_burst_of_40_megapixel_pngs_adds_under_300_mb(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    with served(tiny_checkpoint, tmp_path / "log") as server:
+        report = hostile.huge_images(server.url, count=8, megapixels=40, pid=server.proc.pid)
+    assert report["statuses"] == [200] * 8, report
+    assert report["rss_after_mb"] - report["rss_before_mb"] < 300, report
+    assert report["peak_after_mb"] - report["rss_before_mb"] < 300, report
