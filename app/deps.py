@@ -45,21 +45,25 @@ async def get_decoder(request: Request) -> Decoder:
 
 
 def check_api_key(request: Request) -> None:
-    """When API_KEY is set, accept it as 'Authorization: Bearer <key>' or 'X-API-Key'; else 401."""
+    """When API_KEY is set, accept it as 'Authorization: Bearer <key>' or 'X-API-Key'; else 401.
+    Every credential sent must be right: a wrong one beside a right one is still refused."""
     expected = request.app.state.settings.api_key
     if expected is None:
         return
-    given = request.headers.get("x-api-key")
-    if given is None:
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        given = credentials.strip() if scheme.lower() == "bearer" and credentials else None
-    if given is None:
+    given = []
+    if (header := request.headers.get("x-api-key")) is not None:
+        given.append(header)
+    if (authorization := request.headers.get("authorization")) is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        given.append(credentials.strip() if scheme.lower() == "bearer" else "")
+    if not given:
         raise ApiError(
             401,
             "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             {"WWW-Authenticate": "Bearer"},
         )
-    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    key = expected.get_secret_value().encode()
+    if not all(secrets.compare_digest(g.encode(), key) for g in given):
         raise ApiError(401, "the API key is not valid", {"WWW-Authenticate": "Bearer"})
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
+from app import openapi
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.decode import Decoder
 from app.engine import Admission, InferenceEngine, describe_device
@@ -138,4 +139,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     for module in (predict, model, health):
         app.include_router(module.router)
+    openapi.install(app, settings)
     return app

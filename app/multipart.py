@@ -36,7 +36,7 @@ MAX_BOUNDARY = 70
 # Per part: python-multipart allows 8 header lines of 4,224 bytes; these are inside that.
 MAX_HEADERS = 8
 MAX_HEADER_LINE = 4096
-_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ ]*([\x20-\x7e\t\x80-\xff]*)")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ ]*([^\r\n]*)")
 
 
 def _text(value: bytes) -> str:

@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from torch import nn
 
 from app.deps import EngineDep, SettingsDep, require_api_key
-from app.errors import ApiError
 from app.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
 from model.net import ARCHITECTURE, resnet18
 from model.summary import layer_summary
@@ -86,13 +85,14 @@ async def model_info(engine: EngineDep, settings: SettingsDep) -> ModelInfo:
 async def model_summary(
     engine: EngineDep,
     input_size: int | None = Query(
-        None, description=f"height and width, {MIN_INPUT}-{MAX_INPUT}; default the served size"
+        None,
+        ge=MIN_INPUT,
+        le=MAX_INPUT,
+        description=f"height and width, {MIN_INPUT}-{MAX_INPUT}; default the served size",
     ),
     depth: int = Query(1, ge=1, le=3, description="1 = top-level layers, 2 = blocks, 3 = all"),
 ) -> SummaryResponse:
     """Per-layer output shapes and parameter counts for a (1, C, S, S) input, as d2l prints."""
     size = input_size if input_size is not None else engine.ckpt.input_size
-    if not MIN_INPUT <= size <= MAX_INPUT:
-        raise ApiError(422, f"input_size must be between {MIN_INPUT} and {MAX_INPUT}, got {size}")
     ckpt = engine.ckpt
     return await run_in_threadpool(_summary, ckpt.num_classes, ckpt.in_channels, size, depth)

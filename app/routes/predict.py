@@ -40,7 +40,9 @@ MULTIPART_SLACK = 64 * 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
+        400: "malformed multipart body",
         401: "API key missing or wrong (only when API_KEY is set)",
+        408: "the body did not arrive within BODY_TIMEOUT_S",
         413: "upload or image dimensions over the limit",
         415: "not an image, or not a format the service reads",
         422: "missing field, corrupt image, or bad parameter",

@@ -24,6 +24,11 @@ def locked(tiny_checkpoint: Path) -> Iterator[TestClient]:
         ({"Authorization": "Bearer wrong"}, 401),
         ({"Authorization": f"Bearer {KEY}"}, 200),
         ({"X-API-Key": KEY}, 200),
+        ({"X-API-Key": KEY, "Authorization": "Bearer wrong"}, 401),
+        ({"X-API-Key": "wrong", "Authorization": f"Bearer {KEY}"}, 401),
+        ({"X-API-Key": KEY, "Authorization": f"Basic {KEY}"}, 401),
+        ({"X-API-Key": KEY, "Authorization": ""}, 401),
+        ({"X-API-Key": KEY, "Authorization": f"Bearer {KEY}"}, 200),
     ],
 )
 def test_predict_needs_the_key(
