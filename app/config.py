@@ -41,19 +41,22 @@ class Settings(BaseSettings):
         512, ge=1, description="images being decoded or waiting for inference before 503"
     )
     request_timeout_s: float = Field(
-        30.0, gt=0, description="seconds from a request's last body byte to its answer (504 after)"
+        10.0, gt=0, description="seconds from a request's last body byte to its answer (504 after)"
     )
     header_timeout_s: float = Field(
         10.0, gt=0, description="seconds a connection has to send a complete request header"
     )
     body_timeout_s: float = Field(
-        20.0, gt=0, description="seconds a request has to send its whole body (408 after)"
+        10.0, gt=0, description="seconds a request has to send its whole body (408 after)"
     )
     max_connections: int = Field(
         2048, ge=1, description="open connections before new ones get 503 (capped by the fd limit)"
     )
     shutdown_timeout_s: float = Field(
-        15.0, gt=0, description="on SIGTERM, seconds in-flight requests have before they are cut"
+        25.0,
+        gt=0,
+        description="on SIGTERM, seconds in-flight requests have to finish before they are cut; "
+        "keep it above BODY_TIMEOUT_S + REQUEST_TIMEOUT_S, so that none is",
     )
     max_upload_mb: float = Field(10.0, gt=0, description="upload size limit in MB (413 above)")
     max_image_pixels: int = Field(

@@ -34,10 +34,6 @@ class ShuttingDownError(EngineUnavailableError):
     """The engine is stopping (or stopped): pending and new requests fail."""
 
 
-class InferenceTimeoutError(Exception):
-    """A request waited longer than its timeout."""
-
-
 class Admission:
     """Images the service holds at once, from decoding to the end of their forward pass.
 
@@ -112,7 +108,6 @@ class InferenceEngine:
         max_batch_size: int,
         max_wait_s: float,
         queue_size: int,
-        timeout_s: float,
         metrics: Metrics | None = None,
         options: ModelOptions | None = None,
     ) -> None:
@@ -127,7 +122,6 @@ class InferenceEngine:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
-        self.timeout_s = timeout_s
         self.metrics = metrics or Metrics()
         self.ready = False
         self.forward_passes = 0
@@ -185,14 +179,9 @@ class InferenceEngine:
             self._queued_images += n
             self._lock.notify()
         self.metrics.queue_depth.set(self._queued_images)
-        try:
-            # asyncio.timeout arms one timer; wait_for would also wrap the future in a task.
-            async with asyncio.timeout(self.timeout_s):
-                return await job.future
-        except TimeoutError as exc:
-            raise InferenceTimeoutError(
-                f"no result within the request timeout of {self.timeout_s:g} s"
-            ) from exc
+        # No timer here: the caller's deadline covers decoding, queueing and inference at once;
+        # a job whose caller gave up is skipped when its batch is taken.
+        return await job.future
 
     def _take_batch(self) -> list[_Job] | None:
         """Wait for work, give a quiet queue max_wait to fill, take up to max_batch_size images."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -22,12 +19,11 @@ from app.engine import Admission, InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
-from app.security import SecurityHeadersMiddleware
+from app.security import DocsPolicyMiddleware
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
 log = logging.getLogger("app")
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 DESCRIPTION = """
 Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18 of
@@ -53,27 +49,14 @@ def build_engine(
         max_batch_size=options.max_batch_size,
         max_wait_s=settings.max_wait_ms / 1000,
         queue_size=settings.queue_size,
-        timeout_s=settings.request_timeout_s,
         metrics=metrics,
         options=options.model,
     )
 
 
-def return_big_frees_to_the_os() -> None:
-    """Allocate every buffer over 1 MB (decoded photos) with mmap, so freeing gives it back.
-
-    glibc raises its mmap threshold each time a large mmapped block is freed, after which blocks
-    that size come from the heap, where freed memory stays with the process: eight 40 MP PNGs
-    left 170 MB behind that way. A fixed threshold turns that off (glibc only; a no-op elsewhere).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; an unusable checkpoint or device ends the process with one clear line."""
     settings = settings or Settings()
-    return_big_frees_to_the_os()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -128,8 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
+    app.add_middleware(DocsPolicyMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

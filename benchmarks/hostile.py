@@ -82,7 +82,7 @@ def sample_photo(path: Path | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _status(head: bytes) -> int:
+def status_of(head: bytes) -> int:
     match = re.match(rb"HTTP/1\.[01] (\d{3})", head)
     return int(match.group(1)) if match else 0
 
@@ -91,7 +91,7 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]
     head = await reader.readuntil(b"\r\n\r\n")
     length = re.search(rb"(?i)content-length:\s*(\d+)", head)
     body = await reader.readexactly(int(length.group(1)) if length else 0)
-    return _status(head), head, body
+    return status_of(head), head, body
 
 
 def get_status(url: str, path: str, timeout: float = 1.0) -> int:
@@ -100,7 +100,7 @@ def get_status(url: str, path: str, timeout: float = 1.0) -> int:
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            return _status(s.recv(64))
+            return status_of(s.recv(64))
     except OSError:
         return 0
 
@@ -111,7 +111,7 @@ def post_status(url: str, request: bytes, timeout: float = 2.0) -> int:
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(request)
-            return _status(s.recv(64))
+            return status_of(s.recv(64))
     except OSError:
         return 0
 
@@ -140,7 +140,7 @@ def _stall(host: str, port: int, count: int, hold_s: float, out: mp.Queue) -> No
         s.setblocking(False)
         try:
             data = s.recv(64)
-            fates[f"answered {_status(data)}" if data else "closed by the server"] += 1
+            fates[f"answered {status_of(data)}" if data else "closed by the server"] += 1
         except BlockingIOError:
             fates["still open"] += 1
         except OSError:
@@ -254,7 +254,7 @@ def _answer_within(s: socket.socket, seconds: float) -> tuple[int, float]:
         return -1, seconds  # nothing: the server is still waiting
     except OSError:
         data = b""
-    return _status(data), time.monotonic() - start
+    return status_of(data), time.monotonic() - start
 
 
 def slow_body(url: str, rate: float, photo: bytes, give_up_s: float = 120) -> dict[str, Any]:
@@ -270,7 +270,7 @@ def slow_body(url: str, rate: float, photo: bytes, give_up_s: float = 120) -> di
         status = -1
         while rest and time.monotonic() - start < give_up_s:
             try:
-                status = _status(s.recv(256))
+                status = status_of(s.recv(256))
                 break
             except BlockingIOError:
                 pass

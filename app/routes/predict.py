@@ -18,7 +18,7 @@ from app.deps import (
     ready_engine,
     require_api_key,
 )
-from app.engine import EngineUnavailableError, InferenceEngine, InferenceTimeoutError, Result
+from app.engine import EngineUnavailableError, InferenceEngine, Result
 from app.errors import ApiError, echo
 from app.multipart import MultipartError, parse_multipart
 from app.schemas import (
@@ -165,7 +165,7 @@ async def _classify(
                 return prepared, await engine.infer([p.image for p in prepared])
     except EngineUnavailableError as exc:
         raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
-    except (TimeoutError, InferenceTimeoutError) as exc:
+    except TimeoutError as exc:
         raise ApiError(504, f"no result within the request timeout of {timeout:g} s") from exc
 
 

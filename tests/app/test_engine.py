@@ -11,7 +11,7 @@ from model.data import Split
 
 
 def _engine(checkpoint: Path, **kw: float) -> InferenceEngine:
-    options = {"max_batch_size": 8, "max_wait_s": 0.0, "queue_size": 64, "timeout_s": 10.0}
+    options = {"max_batch_size": 8, "max_wait_s": 0.0, "queue_size": 64}
     return InferenceEngine(load_checkpoint(checkpoint), torch.device("cpu"), **{**options, **kw})
 
 
