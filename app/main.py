@@ -19,7 +19,7 @@ from app.engine import Admission, InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
-from app.security import DocsPolicyMiddleware
+from app.security import protect_docs
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from model.device import resolve_device
 
@@ -111,7 +111,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
-    app.add_middleware(DocsPolicyMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -123,4 +122,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (predict, model, health):
         app.include_router(module.router)
     openapi.install(app, settings)
+    protect_docs(app)
     return app
