@@ -76,8 +76,7 @@ def _release_free_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-def _decode_and_preprocess(img: Image.Image, start: float) -> Prepared:
-    large = decoded_bytes(img) >= LARGE_BYTES
+def _decode_and_preprocess(img: Image.Image, start: float, large: bool = False) -> Prepared:
     img = load_image(img)
     decoded = time.perf_counter()
     x = photo_to_fashion_mnist(img)
@@ -152,9 +151,11 @@ class Decoder:
             return _decode_and_preprocess(img, start)
         loop = asyncio.get_running_loop()
         size = decoded_bytes(img)
+        large = size >= LARGE_BYTES
         taken = await self.budget.take(size)
-        pool = self._large if size >= LARGE_BYTES else self._pool
-        job = pool.submit(_decode_and_preprocess, img, start)
+        job = (self._large if large else self._pool).submit(
+            _decode_and_preprocess, img, start, large
+        )
 
         def release(_: Future[Prepared]) -> None:
             # When the thread is done (or the job cancelled before it ran), not when the request

@@ -218,7 +218,8 @@ def _envelope(engine: InferenceEngine, start: float, stages: dict[str, float]) -
 
 
 TOP_K_HELP = "how many classes to list (default DEFAULT_TOP_K)"
-TopK = Query(None, ge=1, le=10, description=TOP_K_HELP)
+MAX_TOP_K = 10  # the number of classes
+TopK = Query(None, ge=1, le=MAX_TOP_K, description=TOP_K_HELP)
 # /predict reads top_k itself (FastAPI's parameter solving cost ~5 % of a small request) and
 # declares it here, as FastAPI would for TopK.
 TOP_K_PARAMETER = {
@@ -226,8 +227,8 @@ TOP_K_PARAMETER = {
     "in": "query",
     "required": False,
     "description": TOP_K_HELP,
-    "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10}, {"type": "null"}],
-               "title": "Top K"},
+    "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_TOP_K},
+                         {"type": "null"}], "title": "Top K"},
 }  # fmt: skip
 
 
@@ -236,15 +237,13 @@ def _top_k(request: Request, default: int) -> int:
     raw = request.query_params.get("top_k")
     if raw is None:
         return default
-    try:
-        k = int(raw)
-    except ValueError:
-        k = 0
-    if not 1 <= k <= 10 or not raw.strip().isdigit():
+    # isdecimal: exactly the digits int() reads ("²" is a digit it does not).
+    if not raw.strip().isdecimal() or not 1 <= int(raw) <= MAX_TOP_K:
         raise ApiError(
-            422, f"query parameter top_k: must be an integer from 1 to 10, got '{echo(raw)}'"
+            422,
+            f"query parameter top_k: must be an integer from 1 to {MAX_TOP_K}, got '{echo(raw)}'",
         )
-    return k
+    return int(raw)
 
 
 @router.post(
