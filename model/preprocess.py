@@ -10,6 +10,7 @@ import io
 import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -99,7 +100,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     if img.format == "JPEG":
         # Decode large JPEGs at a reduced DCT scale: only 28x28 pixels survive anyway. Set here,
         # so img.size already says how many pixels decoding will hold.
-        img.draft(img.mode, (WORKING_SIZE, WORKING_SIZE))
+        img.draft(img.mode, _working_size(img.size))
     return img
 
 
@@ -129,6 +130,21 @@ GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
+def _working_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) a photo is analysed at: its own, or scaled to fit WORKING_SIZE."""
+    w, h = size
+    scale = WORKING_SIZE / max(w, h)
+    return size if scale >= 1 else (max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def _shrink(a: np.ndarray) -> np.ndarray:
+    """An (H, W[, C]) image scaled down to the working size by area averaging."""
+    size = _working_size((a.shape[1], a.shape[0]))
+    if size == (a.shape[1], a.shape[0]):
+        return a
+    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+
+
 def _luminance(img: Image.Image) -> np.ndarray:
     """Luminance in [0, 255] of a grey mode, stretched to the full range (16-bit, float)."""
     a = np.asarray(img, dtype=np.float32)
@@ -136,23 +152,36 @@ def _luminance(img: Image.Image) -> np.ndarray:
     return (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
 
 
+def _reduce(img: Image.Image) -> Image.Image:
+    """A large photo reduced by Pillow's integer box filter to under twice the working size,
+    before any copy of its pixels is made (a 40 MP PNG's would be 160 MB)."""
+    factor = max(img.size) // (2 * WORKING_SIZE)
+    return img.reduce(factor) if factor >= 2 and img.mode in REDUCIBLE_MODES else img
+
+
 def _ycbcr(img: Image.Image) -> np.ndarray:
-    """(H, W, 3) YCbCr in [0, 255] of any mode, alpha composited onto a contrasting colour."""
+    """(H, W, 3) float32 luma and chroma in [0, 255] at the working size, of any mode, alpha
+    composited onto a contrasting colour. (OpenCV orders the chroma Cr, Cb: only distances
+    between colours are used, which the order does not change.)"""
     if img.mode in (*GREY_MODES, "1", "L"):
         y = _luminance(img) if img.mode in GREY_MODES else np.asarray(img.convert("L"), np.float32)
-        return np.stack([y, np.full_like(y, 128.0), np.full_like(y, 128.0)], axis=-1)
+        y = _shrink(y)
+        out = np.full((*y.shape, 3), 128.0, dtype=np.float32)
+        out[..., 0] = y
+        return out
     has_alpha = img.mode in ALPHA_MODES or "transparency" in img.info
     if not has_alpha:
-        return np.asarray(img.convert("RGB").convert("YCbCr"), dtype=np.float32)
-    rgba = img.convert("RGBA")
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32)[..., None] / 255.0
-    ycc = np.asarray(rgba.convert("RGB").convert("YCbCr"), dtype=np.float32)
+        rgb = _shrink(np.asarray(img if img.mode == "RGB" else img.convert("RGB")))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    rgba = _shrink(np.asarray(img.convert("RGBA")))
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    ycc = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2YCrCb).astype(np.float32)
     if alpha.min() >= 1.0:
         return ycc
     # A cut-out has no background of its own: give it one that contrasts with the object.
     opaque = alpha[..., 0] > 0.5
     level = ycc[..., 0][opaque].mean() if opaque.any() else 0.0
-    background = np.array([255.0 if level < 128 else 0.0, 128.0, 128.0])
+    background = np.array([255.0 if level < 128 else 0.0, 128.0, 128.0], dtype=np.float32)
     return ycc * alpha + background * (1.0 - alpha)
 
 
@@ -163,65 +192,56 @@ def _border(a: np.ndarray) -> np.ndarray:
 
 
 def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
-    """Mean over a (2r+1) square of each pixel of a 2-D or (H, W, C) array, edges repeated."""
+    """Mean over a (2r+1) square of each pixel of an (H, W, C) array, edges repeated."""
     if radius < 1:
         return a
     k = 2 * radius + 1
-    pad = ((radius, radius), (radius, radius)) + ((0, 0),) * (a.ndim - 2)
-    integral = np.pad(np.pad(a, pad, mode="edge").cumsum(0).cumsum(1), ((1, 0), (1, 0), *pad[2:]))
-    h, w = a.shape[:2]
-    total = (
-        integral[k : k + h, k : k + w]
-        - integral[:h, k : k + w]
-        - integral[k : k + h, :w]
-        + integral[:h, :w]
-    )
-    return total / (k * k)
+    return cv2.blur(a, (k, k), borderType=cv2.BORDER_REPLICATE)
 
 
-def _smooth_line(line: np.ndarray) -> np.ndarray:
-    """A moving mean along a (N, C) border line, over a quarter of its length."""
-    r = max(1, len(line) // 8)
-    c = np.pad(np.pad(line, ((r, r), (0, 0)), mode="edge").cumsum(0), ((1, 0), (0, 0)))
-    return (c[2 * r + 1 :] - c[: -2 * r - 1]) / (2 * r + 1)
+def _smooth_lines(lines: np.ndarray, radius: int) -> np.ndarray:
+    """A moving mean over 2r+1 positions along the last axis of (..., N) lines, edges repeated."""
+    k = 2 * radius + 1
+    flat = lines.reshape(-1, lines.shape[-1])
+    return cv2.blur(flat, (k, 1), borderType=cv2.BORDER_REPLICATE).reshape(lines.shape)
+
+
+def _strip_median(strips: np.ndarray, axis: int) -> np.ndarray:
+    """Median along a short axis (a border strip's depth): sort it and take the middle."""
+    s = np.sort(strips, axis=axis)
+    n = s.shape[axis]
+    return (s.take(n // 2, axis=axis) + s.take((n - 1) // 2, axis=axis)) * np.float32(0.5)
 
 
 def _background(ycc: np.ndarray) -> np.ndarray:
-    """The background each pixel would show without the object: a Coons patch through the
-    image's four border strips (their per-position medians, smoothed).
+    """The background each pixel of a (3, H, W) image would show without the object: a Coons
+    patch through the image's four border strips (their per-position medians, smoothed).
 
     One border colour for the whole photo fails on what phone photos show most: light falling
     off across a floor, or a garment lying half on a bed and half on the floor; the patch follows
     both, so neither survives as clutter.
     """
-    h, w, _ = ycc.shape
+    _, h, w = ycc.shape
     k = max(1, min(h, w) // 20)
-    top, bottom = np.median(ycc[:k], axis=0), np.median(ycc[-k:], axis=0)  # (W, 3)
-    left, right = np.median(ycc[:, :k], axis=1), np.median(ycc[:, -k:], axis=1)  # (H, 3)
-    top, bottom, left, right = map(_smooth_line, (top, bottom, left, right))
-    v = np.linspace(0.0, 1.0, h)[:, None, None]
-    u = np.linspace(0.0, 1.0, w)[None, :, None]
-    between_rows = (1 - v) * top[None] + v * bottom[None]
-    between_cols = (1 - u) * left[:, None] + u * right[:, None]
-    corners = (1 - v) * ((1 - u) * top[0] + u * top[-1]) + v * (
-        (1 - u) * bottom[0] + u * bottom[-1]
+    # (3, W) top and bottom, (3, H) left and right, each smoothed over a quarter of its length.
+    top, bottom = _smooth_lines(
+        np.stack([_strip_median(ycc[:, :k], 1), _strip_median(ycc[:, -k:], 1)]), max(1, w // 8)
     )
-    return between_rows + between_cols - corners
-
-
-def _resize_channels(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.stack(
-        [
-            np.asarray(
-                Image.fromarray(a[..., i].astype(np.float32), mode="F").resize(
-                    size, Image.Resampling.BOX
-                ),
-                dtype=np.float32,
-            )
-            for i in range(a.shape[-1])
-        ],
-        axis=-1,
+    left, right = _smooth_lines(
+        np.stack([_strip_median(ycc[:, :, :k], 2), _strip_median(ycc[:, :, -k:], 2)]),
+        max(1, h // 8),
     )
+    v = np.linspace(0.0, 1.0, h, dtype=np.float32)[None, :, None]
+    u = np.linspace(0.0, 1.0, w, dtype=np.float32)
+    # Rows blend top into bottom, columns left into right; the corners' bilinear blend is in
+    # both, so it is taken away once.
+    top = top - (top[:, :1] + u * (top[:, -1:] - top[:, :1]))
+    bottom = bottom - (bottom[:, :1] + u * (bottom[:, -1:] - bottom[:, :1]))
+    patch = v * (bottom - top)[:, None]
+    patch += top[:, None]
+    patch += left[..., None]
+    patch += u * (right - left)[..., None]
+    return patch
 
 
 def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
@@ -231,26 +251,21 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
         if np.median(_border(a)) < 32:
             # Already Fashion-MNIST's form: keep every pixel, so it classifies as the data set does.
             return torch.from_numpy(a.copy())
-    factor = max(img.size) // WORKING_SIZE
-    if factor >= 2 and img.mode in REDUCIBLE_MODES:
-        img = img.reduce(factor)  # a fast box filter first: big photos cost little after it
-    ycc = _ycbcr(img)
-    if max(ycc.shape[:2]) > WORKING_SIZE:
-        scale = WORKING_SIZE / max(ycc.shape[:2])
-        size = (max(1, round(ycc.shape[1] * scale)), max(1, round(ycc.shape[0] * scale)))
-        ycc = _resize_channels(ycc, size)
+    ycc = _ycbcr(_reduce(img))
     # Smooth away dithering and sensor noise at a scale finer than one output pixel, so
     # that background texture neither sets the levels nor widens the crop.
-    ycc = _box_blur(ycc, radius=min(ycc.shape[:2]) // 56)
+    ycc = _box_blur(ycc, radius=min(ycc.shape[:2]) // 56).transpose(2, 0, 1).copy()
     # Fashion-MNIST is a catalogue photo on white, inverted: the object shows as how far it is
     # from its background. Colour counts as well as brightness, so a red shirt on a brown floor
     # of the same brightness stands out, and a dark object on light and a light one on dark
     # come out alike.
     diff = ycc - _background(ycc)
-    lum = np.sqrt((diff**2).sum(axis=-1))
-    top = float(np.percentile(lum, 99.5))
+    diff *= diff
+    lum = np.sqrt(diff[0] + diff[1] + diff[2])
+    top = float(np.partition(lum.ravel(), int(0.995 * (lum.size - 1)))[int(0.995 * (lum.size - 1))])
     if top > 0:
-        lum = np.clip(lum * (255.0 / top), 0, 255)
+        lum *= np.float32(255.0 / top)
+        np.clip(lum, 0, 255, out=lum)
     # Crop to the object's box: rows and columns with enough foreground pixels.
     h, w = lum.shape
     mask = lum > 48
@@ -261,10 +276,10 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     # Pad to a square, keeping the aspect ratio, with the object centred like the data set's.
     h, w = lum.shape
     side = max(h, w)
-    square = np.zeros((side, side), dtype=np.float32)
+    square = np.zeros((side, side), dtype=np.uint8)
     top_pad, left_pad = (side - h) // 2, (side - w) // 2
     square[top_pad : top_pad + h, left_pad : left_pad + w] = lum
-    small = Image.fromarray(square.astype(np.uint8), mode="L").resize(
+    small = Image.fromarray(square, mode="L").resize(
         (NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0
     )
     return torch.from_numpy(np.asarray(small).copy())
