@@ -25,9 +25,10 @@ serve: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-# The serving load benchmark (about 8 minutes); the table goes to stdout, all figures to JSON.
+# The serving load benchmark with TorchServe and LitServe beside the service (about 15 minutes;
+# the first run also builds .venv-peers); the table goes to stdout, all figures to JSON.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/serve_load.py --json runs/serve_load.json
+	$(BIN)/python benchmarks/serve_load.py --peers --json runs/serve_load.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -46,6 +46,8 @@ def test_serve_load_reports_every_run_with_ratios(
             assert r["mean_batch"] >= 1 and r["vs_raw_batch_used"] > 0 and r["vs_naive"] > 0
     assert set(report["raw"]) == {"as_loaded", "all_cores", "as_served"}
     assert report["memory"]["requests_since_warmup"] >= 300
-    assert len(report["acceptance"]) == 2  # c=1 latency and memory (no c=32 run here)
+    # c=1 latencies (PNG against the raw model, photo against the PNG) and memory; no c=32 run
+    checked = [c["what"].split(" ", 2)[:2] for c in report["acceptance"]]
+    assert checked == [["PNG", "c=1"], ["photo", "c=1"], ["RSS", "growth"]]
     assert report["meta"]["generator"] == generator
     assert "| service | fmnist-28.png | 4 |" in done.stdout
