@@ -121,16 +121,33 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, probe: bytes, ctype: st
         time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the server and every worker it started (they share its process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    time.sleep(1)  # workers of the group release the cores and ports
+@contextlib.contextmanager
+def _serving(
+    cmd: list[str], cwd: Path, env: dict[str, str], url: str, probe: bytes, ctype: str
+) -> Iterator[int]:
+    """Run `cmd` in a process group of its own, its output to cwd/server.log; yield its pid once
+    `url` answers `probe`, then end the group (the server and every worker it started)."""
+    log_path = cwd / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            try:
+                _wait_ready(proc, url, probe, ctype)
+            except RuntimeError as exc:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}\n--- the server's output ends ---\n{tail}") from exc
+            yield proc.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            time.sleep(1)  # workers of the group release the cores and ports
 
 
 @contextlib.contextmanager
@@ -178,21 +195,9 @@ def torchserve(
         }
         cmd = [str(bin_dir / "torchserve"), "--start", "--foreground", "--ncs"]
         cmd += ["--ts-config", str(cfg), "--model-store", str(store), "--disable-token-auth"]
-        log = open(Path(tmp, "torchserve.log"), "wb")  # noqa: SIM115 (closed below)
-        proc = subprocess.Popen(
-            cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
         url = f"http://127.0.0.1:{port}/predictions/fashion"
-        try:
-            try:
-                _wait_ready(proc, url, probe, ctype)
-            except RuntimeError as exc:
-                tail = Path(tmp, "torchserve.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{exc}\n--- TorchServe's log ends ---\n{tail}") from exc
-            yield url, proc.pid
-        finally:
-            _stop(proc)
-            log.close()
+        with _serving(cmd, Path(tmp), env, url, probe, ctype) as pid:
+            yield url, pid
 
 
 @contextlib.contextmanager
@@ -205,21 +210,12 @@ def litserve(
     cmd += ["--max-batch-size", str(config.batch), "--batch-timeout", str(config.delay_ms / 1e3)]
     cmd += ["--workers", str(config.workers)]
     env = {**os.environ, "PEER_THREADS": str(config.threads)}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        url = f"http://127.0.0.1:{port}/predict"
-        try:
-            try:
-                _wait_ready(proc, url, probe, ctype)
-            except RuntimeError as exc:
-                log.seek(0)
-                tail = log.read().decode(errors="replace")[-3000:]
-                raise RuntimeError(f"{exc}\n--- LitServe's output ends ---\n{tail}") from exc
-            yield url, proc.pid
-        finally:
-            _stop(proc)
+    url = f"http://127.0.0.1:{port}/predict"
+    with (
+        tempfile.TemporaryDirectory(prefix="litserve-") as tmp,
+        _serving(cmd, Path(tmp), env, url, probe, ctype) as pid,
+    ):
+        yield url, pid
 
 
 PEER_SERVERS = {
