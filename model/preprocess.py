@@ -138,11 +138,15 @@ def _working_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def _shrink(a: np.ndarray) -> np.ndarray:
-    """An (H, W[, C]) image scaled down to the working size by area averaging."""
+    """An (H, W[, C]) image, at most twice the working size, scaled down to it.
+
+    Bilinear: 14 us against 72 us for OpenCV's area filter at a fractional scale, and from at
+    most 2x (JPEG draft and _reduce see to that) it drops no more detail than the blur after it.
+    """
     size = _working_size((a.shape[1], a.shape[0]))
     if size == (a.shape[1], a.shape[0]):
         return a
-    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _luminance(img: Image.Image) -> np.ndarray:
@@ -206,13 +210,6 @@ def _smooth_lines(lines: np.ndarray, radius: int) -> np.ndarray:
     return cv2.blur(flat, (k, 1), borderType=cv2.BORDER_REPLICATE).reshape(lines.shape)
 
 
-def _strip_median(strips: np.ndarray, axis: int) -> np.ndarray:
-    """Median along a short axis (a border strip's depth): sort it and take the middle."""
-    s = np.sort(strips, axis=axis)
-    n = s.shape[axis]
-    return (s.take(n // 2, axis=axis) + s.take((n - 1) // 2, axis=axis)) * np.float32(0.5)
-
-
 def _background(ycc: np.ndarray) -> np.ndarray:
     """The background each pixel of a (3, H, W) image would show without the object: a Coons
     patch through the image's four border strips (their per-position medians, smoothed).
@@ -223,25 +220,39 @@ def _background(ycc: np.ndarray) -> np.ndarray:
     """
     _, h, w = ycc.shape
     k = max(1, min(h, w) // 20)
-    # (3, W) top and bottom, (3, H) left and right, each smoothed over a quarter of its length.
+    # The four strips side by side, (k, 3, 2W + 2H), sorted across their depth k in one call
+    # (OpenCV's column sort: 10 us against numpy's 50 for a sort along a middle axis).
+    strips = np.concatenate(
+        [
+            ycc[:, :k].transpose(1, 0, 2),
+            ycc[:, -k:].transpose(1, 0, 2),
+            ycc[:, :, :k].transpose(2, 0, 1),
+            ycc[:, :, -k:].transpose(2, 0, 1),
+        ],
+        axis=2,
+    )
+    depth = cv2.sort(strips.reshape(k, -1), cv2.SORT_EVERY_COLUMN + cv2.SORT_ASCENDING)
+    median = ((depth[k // 2] + depth[(k - 1) // 2]) * np.float32(0.5)).reshape(3, -1)
+    # Top and bottom (3, W), left and right (3, H), each smoothed over a quarter of its length.
     top, bottom = _smooth_lines(
-        np.stack([_strip_median(ycc[:, :k], 1), _strip_median(ycc[:, -k:], 1)]), max(1, w // 8)
+        median[:, : 2 * w].reshape(3, 2, w).transpose(1, 0, 2), max(1, w // 8)
     )
     left, right = _smooth_lines(
-        np.stack([_strip_median(ycc[:, :, :k], 2), _strip_median(ycc[:, :, -k:], 2)]),
-        max(1, h // 8),
+        median[:, 2 * w :].reshape(3, 2, h).transpose(1, 0, 2), max(1, h // 8)
     )
-    v = np.linspace(0.0, 1.0, h, dtype=np.float32)[None, :, None]
-    u = np.linspace(0.0, 1.0, w, dtype=np.float32)
+    v = np.arange(h, dtype=np.float32) / np.float32(max(h - 1, 1))
+    u = np.arange(w, dtype=np.float32) / np.float32(max(w - 1, 1))
     # Rows blend top into bottom, columns left into right; the corners' bilinear blend is in
-    # both, so it is taken away once.
+    # both, so it is taken away from the rows'. Per channel that is one (H, 4) @ (4, W) product:
+    # [1 - v, v, left, right] @ [top', bottom', 1 - u, u].
     top = top - (top[:, :1] + u * (top[:, -1:] - top[:, :1]))
     bottom = bottom - (bottom[:, :1] + u * (bottom[:, -1:] - bottom[:, :1]))
-    patch = v * (bottom - top)[:, None]
-    patch += top[:, None]
-    patch += left[..., None]
-    patch += u * (right - left)[..., None]
-    return patch
+    weights = np.empty((3, h, 4), dtype=np.float32)
+    weights[:, :, 0], weights[:, :, 1] = 1 - v, v
+    weights[:, :, 2], weights[:, :, 3] = left, right
+    lines = np.empty((3, 4, w), dtype=np.float32)
+    lines[:, 0], lines[:, 1], lines[:, 2], lines[:, 3] = top, bottom, 1 - u, u
+    return np.matmul(weights, lines)
 
 
 def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
@@ -269,8 +280,8 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     # Crop to the object's box: rows and columns with enough foreground pixels.
     h, w = lum.shape
     mask = lum > 48
-    rows = np.flatnonzero(mask.sum(1) > max(1, 0.02 * w))
-    cols = np.flatnonzero(mask.sum(0) > max(1, 0.02 * h))
+    rows = np.flatnonzero(np.count_nonzero(mask, axis=1) > max(1, 0.02 * w))
+    cols = np.flatnonzero(np.count_nonzero(mask, axis=0) > max(1, 0.02 * h))
     if len(rows) and len(cols):
         lum = lum[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     # Pad to a square, keeping the aspect ratio, with the object centred like the data set's.
@@ -279,10 +290,8 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     square = np.zeros((side, side), dtype=np.uint8)
     top_pad, left_pad = (side - h) // 2, (side - w) // 2
     square[top_pad : top_pad + h, left_pad : left_pad + w] = lum
-    small = Image.fromarray(square, mode="L").resize(
-        (NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0
-    )
-    return torch.from_numpy(np.asarray(small).copy())
+    small = cv2.resize(square, (NATIVE_SIZE, NATIVE_SIZE), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(small)
 
 
 def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tensor:
