@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import torch
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.runtime import Backend, ModelOptions, Precision
-from model.checkpoint import SHIPPED_CHECKPOINT
+from model.meta import SHIPPED_CHECKPOINT
 from model.preprocess import DEFAULT_MAX_PIXELS, NATIVE_SIZE
 
 
@@ -127,13 +126,12 @@ class EngineOptions:
     max_batch_size: int
     decode_threads: int
     model: ModelOptions
+    threads_why: str = ""  # how the inference thread count was chosen, for the start-up log
 
 
-def resolve_engine_options(
-    settings: Settings, device: torch.device, input_size: int
-) -> EngineOptions:
+def resolve_engine_options(settings: Settings, device: str, input_size: int) -> EngineOptions:
     """Where each default that depends on the machine or the checkpoint is chosen."""
-    on_cuda = device.type == "cuda"
+    on_cuda = device.startswith("cuda")
     return EngineOptions(
         # A GPU's forward pass costs little more at 128 than at 32; a CPU's grows with the batch.
         max_batch_size=settings.max_batch_size or (128 if on_cuda else 32),
@@ -147,5 +145,11 @@ def resolve_engine_options(
             channels_last=settings.channels_last,
             precision=settings.model_precision,
             compile=settings.torch_compile,
+        ),
+        threads_why=(
+            "INFERENCE_THREADS"
+            if settings.inference_threads
+            else f"{cpu_cores()} cores, {'all but one' if input_size == NATIVE_SIZE else 'all'} "
+            f"at {input_size}x{input_size} input"
         ),
     )

@@ -19,8 +19,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
-from torch import Tensor
 
 from model.preprocess import (
     WORKING_SIZE,
@@ -52,7 +52,7 @@ INLINE_MAX_PIXELS = 160 * 160
 class Prepared:
     """One upload as a (28, 28) uint8 image, and the seconds each step took."""
 
-    image: Tensor
+    image: np.ndarray
     decode_s: float
     preprocess_s: float
 

@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from app.metrics import Metrics
 from app.runtime import ModelOptions, build_runner
-from model.checkpoint import Checkpoint
+from model.meta import CheckpointInfo
 from model.preprocess import NATIVE_SIZE
 
 log = logging.getLogger("app.engine")
@@ -63,10 +62,15 @@ class Admission:
             self.metrics.in_flight.set(self.held)
 
 
-def describe_device(device: torch.device) -> str:
-    """A log-friendly name: 'cuda:0 (NVIDIA H200)' or 'cpu (no CUDA device found)'."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
+def describe_device(device: str) -> str:
+    """A log-friendly name: 'cuda:0 (NVIDIA H200)', 'cpu (no CUDA device found)', or
+    'cpu (torch not installed)'."""
+    try:
+        import torch
+    except ImportError:
+        return f"{device} (torch not installed)"
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     reason = (
         "CUDA available but not chosen" if torch.cuda.is_available() else "no CUDA device found"
@@ -86,7 +90,7 @@ class Result:
 
 @dataclass
 class _Job:
-    images: Sequence[Tensor]  # each (28, 28) uint8
+    images: Sequence[np.ndarray]  # each (28, 28) uint8
     future: asyncio.Future[Result]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
@@ -102,8 +106,8 @@ class InferenceEngine:
 
     def __init__(
         self,
-        ckpt: Checkpoint,
-        device: torch.device,
+        ckpt: CheckpointInfo,
+        device: str,
         *,
         max_batch_size: int,
         max_wait_s: float,
@@ -112,13 +116,9 @@ class InferenceEngine:
         options: ModelOptions | None = None,
     ) -> None:
         self.ckpt = ckpt
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        self.device = device
+        self.device = device  # "cpu", "cuda:0", ...
         self.options = options or ModelOptions()
-        self.runner = build_runner(
-            ckpt.model, device, self.options, ckpt.input_spec, ckpt.temperature
-        )
+        self.runner = build_runner(ckpt, device, self.options)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
@@ -131,7 +131,7 @@ class InferenceEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for (n, 28, 28) uint8 images, run on the calling thread."""
         return self.runner(images)
 
@@ -144,7 +144,7 @@ class InferenceEngine:
         """Warm up (allocator, kernel choice) at batch 1 and the largest batch, then serve."""
         loop = asyncio.get_running_loop()
         for n in sorted({1, self.max_batch_size}):
-            blank = torch.zeros(n, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
+            blank = np.zeros((n, NATIVE_SIZE, NATIVE_SIZE), dtype=np.uint8)
             await loop.run_in_executor(None, self.forward, blank)
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
@@ -165,7 +165,7 @@ class InferenceEngine:
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
-    async def infer(self, images: Sequence[Tensor]) -> Result:
+    async def infer(self, images: Sequence[np.ndarray]) -> Result:
         """Probabilities for (28, 28) uint8 images, batched with whatever else is waiting."""
         n = len(images)
         loop = asyncio.get_running_loop()
@@ -219,8 +219,8 @@ class InferenceEngine:
             started = time.perf_counter()
             try:
                 # Joining, the forward pass and the conversion to Python floats all happen here,
-                # so the event loop never calls into torch (and never queues for the GIL after).
-                probs = self.forward(torch.stack([x for j in jobs for x in j.images])).tolist()
+                # so the event loop never calls into the model (and never queues for the GIL after).
+                probs = self.forward(np.stack([x for j in jobs for x in j.images])).tolist()
             except Exception as exc:  # a failed forward fails its requests, not the thread
                 log.exception("forward pass failed")
                 for job in jobs:

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -19,11 +18,13 @@ from app.engine import Admission, InferenceEngine, describe_device
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
+from app.runtime import cpu_flags, installed
 from app.security import protect_docs
-from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from model.device import resolve_device
+from model.meta import CheckpointError, CheckpointInfo, read_checkpoint_info
 
 log = logging.getLogger("app")
+# The features that decide how fast the model runs here, named in the start-up log.
+CPU_FLAGS_LOGGED = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
 
 DESCRIPTION = """
 Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18 of
@@ -35,8 +36,8 @@ crop, padding) before the network sees it. Concurrent requests share forward pas
 
 def build_engine(
     settings: Settings,
-    ckpt: Checkpoint,
-    device: torch.device,
+    ckpt: CheckpointInfo,
+    device: str,
     metrics: Metrics | None = None,
     options: EngineOptions | None = None,
 ) -> InferenceEngine:
@@ -54,6 +55,22 @@ def build_engine(
     )
 
 
+def serving_device(name: str) -> str:
+    """'cpu' or 'cuda:N' for a MODEL_DEVICE setting; without torch only the CPU serves."""
+    if not installed("torch"):
+        if name not in ("auto", "cpu"):
+            raise RuntimeError(f"MODEL_DEVICE={name} needs torch, which is not installed")
+        return "cpu"
+    import torch
+
+    from model.device import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; an unusable checkpoint or device ends the process with one clear line."""
     settings = settings or Settings()
@@ -62,8 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     try:
         # Validated here, before the server binds, so a bad checkpoint never serves anything.
-        ckpt = load_checkpoint(settings.model_checkpoint)
-        device = resolve_device(settings.model_device)
+        ckpt = read_checkpoint_info(settings.model_checkpoint)
+        device = serving_device(settings.model_device)
     except (CheckpointError, RuntimeError) as exc:
         raise SystemExit(f"fashion-resnet: cannot start: {exc}") from None
     metrics = Metrics()
@@ -92,6 +109,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             describe_device(device),
             engine.runner.name,
             engine.max_batch_size,
+        )
+        cpu = sorted(cpu_flags().intersection(CPU_FLAGS_LOGGED)) or ["none of note"]
+        log.info(
+            "precision %s (%s); %s inference thread(s) (%s); CPU flags: %s",
+            engine.runner.precision,
+            engine.runner.why,
+            options.model.threads or "default",
+            options.threads_why,
+            " ".join(cpu),
         )
         try:
             yield

@@ -1,26 +1,32 @@
-"""How the network runs: PyTorch (BN folded, channels_last, dtype, compile) or ONNX Runtime.
+"""How the network runs: ONNX Runtime on the CPU (float32 or INT8), or PyTorch (any device).
 
-Each runner takes uint8 (B, 28, 28) images and returns (B, classes) probabilities on the CPU.
-The measured effect of each choice is in README's performance section.
+Each runner takes uint8 (B, 28, 28) images as a numpy array and returns (B, classes) float32
+probabilities. This module imports no torch: the CPU image serves without it, from the ONNX graphs
+exported beside the checkpoint (model.export). Where torch is installed, a missing or stale graph
+is exported at start-up instead. The measured effect of each choice is in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import torch
-from torch import Tensor, nn
+import numpy as np
 
-from model.export import to_onnx
-from model.net import fold_batch_norm
-from model.preprocess import NATIVE_SIZE, InputSpec, to_model_input
+from model.graphs import graph_key_of, session
+from model.meta import SHIPPED_CHECKPOINT, CheckpointInfo, graph_file
+from model.preprocess import NATIVE_SIZE
+
+log = logging.getLogger("app.runtime")
 
 Backend = Literal["auto", "torch", "onnxruntime"]
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
+# CPU features with 8-bit dot products, where ONNX Runtime's INT8 kernels beat float32
+# (1.6-1.8x here, AVX-512 VNNI); without them INT8 can be slower than float32.
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -31,159 +37,160 @@ class ModelOptions:
     threads: int | None = None  # CPU intra-op threads; None: the library's own default
     fold_batch_norm: bool = True
     channels_last: bool = True
-    precision: Precision = "auto"  # auto: fp16 on CUDA, fp32 on CPU (torch backend)
+    # auto: fp16 on CUDA; on the CPU INT8 where the CPU has 8-bit dot products and the
+    # checkpoint's INT8 graph passed its accuracy check, else fp32
+    precision: Precision = "auto"
     compile: bool = False
 
-    def dtype(self, device: torch.device) -> torch.dtype:
-        """The torch backend's parameter and input dtype on `device`."""
-        if self.precision == "auto":
-            return torch.float16 if device.type == "cuda" else torch.float32
-        return PRECISIONS[self.precision]
+
+def installed(package: str) -> bool:
+    """Whether a package can be imported (without importing it)."""
+    return importlib.util.find_spec(package) is not None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def int8_allowed(ckpt: CheckpointInfo) -> tuple[bool, str]:
+    """Whether the checkpoint's INT8 graph passed its accuracy check, and what it measured."""
+    guard = (ckpt.meta.get("int8") or {}).get("guard")
+    if not guard:
+        return False, "no INT8 calibration in the checkpoint (python -m model.export --int8)"
+    measured = (
+        f"test accuracy {guard['accuracy_int8']} vs {guard['accuracy_fp32']}, "
+        f"top-1 agreement {guard['agreement']}"
+    )
+    return bool(guard["passed"]), measured
+
+
+def choose_cpu_precision(requested: Precision, ckpt: CheckpointInfo) -> tuple[str, str]:
+    """ONNX Runtime's precision on this CPU for this checkpoint, and why."""
+    allowed, measured = int8_allowed(ckpt)
+    if requested == "int8":
+        if not allowed:
+            raise RuntimeError(f"MODEL_PRECISION=int8 but the INT8 check did not pass: {measured}")
+        return "int8", f"asked for ({measured})"
+    if requested not in ("auto", "fp32"):
+        raise RuntimeError(f"MODEL_PRECISION={requested} needs MODEL_BACKEND=torch")
+    if requested == "fp32":
+        return "fp32", "asked for"
+    vnni = sorted(cpu_flags().intersection(INT8_CPU_FLAGS))
+    if ckpt.input_size != NATIVE_SIZE:
+        return "fp32", "INT8 graphs are made at the native 28x28 input only"
+    if not vnni:
+        return "fp32", "the CPU has no 8-bit dot-product instructions (VNNI/AMX)"
+    if not allowed:
+        return "fp32", measured
+    return "int8", f"the CPU has {', '.join(vnni)}; {measured}"
+
+
+class Runner:
+    """The served model on its device: uint8 (B, 28, 28) images in, probabilities out."""
+
+    name: str
+    precision: str = "fp32"
+    why: str = ""  # how the precision was chosen, for the start-up log
+
+    @property
+    def dtype(self) -> str:
+        """The precision as /model reports it: float32, float16, bfloat16 or int8."""
+        return {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(
+            self.precision, self.precision
+        )
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _session(ckpt: CheckpointInfo, precision: str, threads: int) -> Any:
+    """An ONNX Runtime session of a current graph of the checkpoint: the file beside the
+    checkpoint when its key matches, else one exported now (torch needed) and saved there when
+    the folder is writable."""
+    path = graph_file(ckpt.path or SHIPPED_CHECKPOINT, precision)
+    if path.is_file():
+        sess = session(path, threads)
+        if graph_key_of(sess) == ckpt.graph_key:
+            return sess
+    if not installed("torch"):
+        raise RuntimeError(
+            f"no current {precision} ONNX graph at {path} and no torch to export one: run "
+            "`python -m model.export` where torch is installed (the CPU Docker image does)"
+        )
+    from model.checkpoint import load_checkpoint
+    from model.export import float_graph, int8_from_ranges, int8_record, keyed
+
+    full = load_checkpoint(ckpt.path or SHIPPED_CHECKPOINT)
+    graph = float_graph(full)
+    if precision == "int8":
+        record = int8_record(full, graph)
+        if record is None:
+            raise RuntimeError("the checkpoint's INT8 ranges are for another float32 graph")
+        graph = keyed(int8_from_ranges(graph, record["ranges"]), full.graph_key)
+    try:
+        path.write_bytes(graph)
+        log.info("exported %s", path)
+    except OSError:
+        pass  # a read-only install: the graph lives in memory only
+    return session(graph, threads)
+
+
+class OnnxRunner(Runner):
+    """ONNX Runtime on the CPU: the whole forward in C++, without the GIL, on its own threads."""
+
+    def __init__(self, ckpt: CheckpointInfo, options: ModelOptions) -> None:
+        self.precision, self.why = choose_cpu_precision(options.precision, ckpt)
+        threads = options.threads or len(os.sched_getaffinity(0))
+        self.session = _session(ckpt, self.precision, threads)
+        self.spec, self.whole = ckpt.input_spec, ckpt.input_size >= NATIVE_SIZE
+        version = __import__("onnxruntime").__version__
+        self.name = f"onnxruntime {version} ({self.precision}, {_threads(threads)})"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = images
+        if not self.whole:  # the graph starts at the network: torch resizes and normalises
+            import torch
+
+            from model.preprocess import to_model_input
+
+            spec = self.spec
+            x = to_model_input(torch.from_numpy(images), spec.size, spec.mean, spec.std).numpy()
+        return np.asarray(self.session.run(None, {"x": x})[0])
 
 
 def _threads(n: int) -> str:
     return f"{n} thread" if n == 1 else f"{n} threads"
 
 
-def onnxruntime_installed() -> bool:
-    """Whether the onnxruntime package can be imported."""
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-class Calibrated(nn.Module):
-    """Logits to probabilities, softmax(logits / temperature): the checkpoint's calibration."""
-
-    def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__()
-        self.temperature = temperature
-
-    def forward(self, logits: Tensor) -> Tensor:
-        logits = logits.float()
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        return torch.softmax(logits, dim=1)
-
-
-class Classifier(nn.Module):
-    """uint8 (B, 28, 28) images to class probabilities: input transform, network, softmax."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        spec: InputSpec,
-        channels_last: bool = False,
-        dtype: torch.dtype = torch.float32,
-        temperature: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.net, self.spec, self.channels_last, self.dtype = net, spec, channels_last, dtype
-        self.head = Calibrated(temperature)
-
-    def forward(self, images: Tensor) -> Tensor:
-        x = to_model_input(images, self.spec.size, self.spec.mean, self.spec.std).to(self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.head(self.net(x))
-
-
-class Runner:
-    """The served model on its device: uint8 (B, 28, 28) images in, probabilities out (CPU)."""
-
-    name: str
-    dtype: torch.dtype = torch.float32
-
-    def __call__(self, images: Tensor) -> Tensor:
-        raise NotImplementedError
-
-
-class TorchRunner(Runner):
-    """Eager PyTorch, optionally BN-folded, channels_last, half precision and compiled."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        device: torch.device,
-        options: ModelOptions,
-        spec: InputSpec,
-        temperature: float = 1.0,
-    ) -> None:
-        if device.type == "cpu" and options.threads:
-            torch.set_num_threads(options.threads)
-        self.device = device
-        self.dtype = options.dtype(device)
-        net = fold_batch_norm(net) if options.fold_batch_norm else net.eval()
-        net = net.to(device=device, dtype=self.dtype)
-        if options.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        model = Classifier(net, spec, options.channels_last, self.dtype, temperature)
-        # Batches vary from 1 to max_batch_size: compile once for a dynamic batch dimension.
-        self.model = torch.compile(model, dynamic=True) if options.compile else model
-        threads = f", {_threads(torch.get_num_threads())}" if device.type == "cpu" else ""
-        self.name = f"torch {torch.__version__} ({str(self.dtype).removeprefix('torch.')}{threads})"
-
-    @torch.inference_mode()
-    def __call__(self, images: Tensor) -> Tensor:
-        # uint8 crosses to the device (4x fewer bytes than float); resize and normalise there.
-        return self.model(images.to(self.device, non_blocking=True)).cpu()
-
-
-class OnnxRunner(Runner):
-    """ONNX Runtime on the CPU: the whole forward in C++, without the GIL, on its own threads."""
-
-    def __init__(
-        self, net: nn.Module, options: ModelOptions, spec: InputSpec, temperature: float = 1.0
-    ) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = options.threads or len(os.sched_getaffinity(0))
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        # Spinning idle threads would take the cores the event loop and decoding need.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # At the native size all of Classifier, uint8 in and probabilities out, is one graph: one
-        # call and one release of the GIL per batch. ONNX has no antialiased resize, so at other
-        # sizes torch resizes and normalises first and the graph starts at the network.
-        self.native, self.spec = spec.size == NATIVE_SIZE, spec
-        graph: nn.Module = Classifier(fold_batch_norm(net), spec, temperature=temperature)
-        example = torch.zeros(1, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
-        if not self.native:
-            graph = nn.Sequential(fold_batch_norm(net), Calibrated(temperature))
-            example = torch.zeros(1, 1, spec.size, spec.size)
-        self.session = ort.InferenceSession(
-            to_onnx(graph, example), so, providers=["CPUExecutionProvider"]
-        )
-        self.name = f"onnxruntime {ort.__version__} (float32, {_threads(threads)})"
-
-    def __call__(self, images: Tensor) -> Tensor:
-        spec = self.spec
-        x = images if self.native else to_model_input(images, spec.size, spec.mean, spec.std)
-        return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
-
-
-def build_runner(
-    net: nn.Module,
-    device: torch.device,
-    options: ModelOptions,
-    spec: InputSpec,
-    temperature: float = 1.0,
-) -> Runner:
-    """The runner `options.backend` names ('auto' picks ONNX Runtime on a CPU when installed);
-    its probabilities are softmax(logits / temperature)."""
+def build_runner(ckpt: CheckpointInfo, device: str, options: ModelOptions) -> Runner:
+    """The runner `options.backend` names ('auto': ONNX Runtime on a CPU when installed)."""
     backend = options.backend
     if backend == "auto":
-        backend = "onnxruntime" if device.type == "cpu" and onnxruntime_installed() else "torch"
+        backend = "onnxruntime" if device == "cpu" and installed("onnxruntime") else "torch"
     if backend == "onnxruntime":
-        if device.type != "cpu":
+        if device != "cpu":
             raise RuntimeError(
                 "MODEL_BACKEND=onnxruntime runs on the CPU only; set MODEL_DEVICE=cpu or "
                 "MODEL_BACKEND=torch"
             )
-        if not onnxruntime_installed():
+        if not installed("onnxruntime"):
             raise RuntimeError(
                 "MODEL_BACKEND=onnxruntime but onnxruntime is not installed "
-                "(pip install onnxruntime onnx)"
+                "(pip install onnxruntime)"
             )
-        return OnnxRunner(net, options, spec, temperature)
-    return TorchRunner(net, device, options, spec, temperature)
+        return OnnxRunner(ckpt, options)
+    if not installed("torch"):
+        raise RuntimeError(
+            f"MODEL_BACKEND={backend} on {device} needs torch, which is not installed"
+        )
+    from app.torch_runner import TorchRunner
+
+    return TorchRunner(ckpt, device, options)

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -49,7 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import Settings, cpu_cores, default_inference_threads  # noqa: E402
-from app.main import build_engine  # noqa: E402
+from app.main import CPU_FLAGS_LOGGED, build_engine, serving_device  # noqa: E402
+from app.runtime import cpu_flags  # noqa: E402
 from benchmarks.peer_servers import (  # noqa: E402
     PEER_SERVERS,
     PeerConfig,
@@ -59,14 +61,11 @@ from benchmarks.peer_servers import (  # noqa: E402
 )
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.data import load_split  # noqa: E402
-from model.device import resolve_device  # noqa: E402
 from model.preprocess import to_model_input  # noqa: E402
 
 # A 400x534 baseline JPEG of jeans on a plain floor, the size product photos come in.
 DEFAULT_PHOTO = ROOT.parent / "shared" / "real-photos" / "1_trouser" / "cds_2884d941_jeans.jpg"
 BOUNDARY = "fashion-resnet-load-boundary"
-# CPU features that change how fast the model runs: figures are only comparable beside them.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 WRK_SCRIPT = """
 local f = assert(io.open(os.getenv("LOAD_BODY"), "rb"))
@@ -318,15 +317,16 @@ class RawModel:
     """
 
     def __init__(self, settings: Settings, seconds: float) -> None:
-        device = resolve_device(settings.model_device)
+        device = serving_device(settings.model_device)
         ckpt = load_checkpoint(settings.model_checkpoint)
         plain = ckpt.model.to(device).eval()
         torch_threads = torch.get_num_threads()
 
         @torch.inference_mode()
-        def as_loaded(images: torch.Tensor) -> torch.Tensor:
-            x = to_model_input(images.to(device), ckpt.input_size, ckpt.mean, ckpt.std)
-            return plain(x).softmax(1).cpu()
+        def as_loaded(images: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(images).to(device)
+            x = to_model_input(x, ckpt.input_size, ckpt.mean, ckpt.std)
+            return plain(x).softmax(1).cpu().numpy()
 
         cores = cpu_cores()
         all_cores = settings.model_copy(update={"inference_threads": cores})
@@ -337,13 +337,13 @@ class RawModel:
         }
         served = settings.inference_threads or default_inference_threads(ckpt.input_size)
         self.threads = {"as_loaded": torch_threads, "all_cores": cores, "as_served": served}
-        self.test = load_split("test").images
+        self.test = load_split("test").images.numpy()
         self.seconds = seconds
 
     def time(self, way: str, batch: int) -> dict[str, float]:
         """ms per forward pass and images/s of one way at one batch size (median)."""
         torch.set_num_threads(self.threads[way])  # torch's count is per process
-        sec = time_forward(self.ways[way], self.test[:batch].contiguous(), self.seconds)
+        sec = time_forward(self.ways[way], self.test[:batch], self.seconds)
         return {"ms": round(sec * 1e3, 2), "img_per_s": round(batch / sec, 1)}
 
     def table(self, batches: list[int]) -> dict[str, dict[int, dict[str, float]]]:
@@ -360,16 +360,6 @@ class RawModel:
 
 
 # --- the run ---------------------------------------------------------------------------------
-
-
-def cpu_flags() -> list[str]:
-    """Which of CPU_FLAGS this machine has (x86 Linux; empty elsewhere)."""
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^flags\s*:(.*)$", text, re.M)
-        have = set(found.group(1).split()) if found else set()
-        return [f for f in CPU_FLAGS if f in have]
-    return []
 
 
 def best_config(
@@ -504,8 +494,9 @@ def main() -> None:
         "warmup_s": args.warmup,
         "service_env": env,
         "service_server_args": args.server_args,
-        "device": str(resolve_device(settings.model_device)),
-        "cpu_flags": cpu_flags(),
+        "device": serving_device(settings.model_device),
+        # The features that change how fast the model runs: figures compare only beside them.
+        "cpu_flags": sorted(cpu_flags().intersection(CPU_FLAGS_LOGGED)),
         "peers": peers,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

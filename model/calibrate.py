@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.dry_run:
         update_metadata(args.checkpoint, calibration=report)
         print(f"calibration written to {args.checkpoint}'s metadata")
+        from model.export import write_graphs  # the temperature is in the graph: export again
+
+        for path in write_graphs(load_checkpoint(args.checkpoint)):
+            print(f"wrote {path}")
     return report
 
 

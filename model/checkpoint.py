@@ -1,9 +1,12 @@
-"""The checkpoint format: weights in safetensors, metadata in a JSON file beside them."""
+"""The checkpoint format: weights in safetensors, metadata in a JSON file beside them.
+
+The metadata side (reading, checking, the properties) is torch-free, in model.meta; this module
+adds the network.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import subprocess
@@ -16,100 +19,42 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.net import ARCHITECTURE, resnet18
-from model.preprocess import InputSpec
+from model.meta import (
+    ARCHITECTURE,
+    FORMAT_VERSION,
+    POLARITY,
+    SHIPPED_CHECKPOINT,
+    CheckpointError,
+    CheckpointInfo,
+    checkpoint_files,
+    read_checkpoint_info,
+    read_metadata,
+    sha256_file,
+    update_metadata,
+)
+from model.net import resnet18
 
-FORMAT_VERSION = 1
-# The trained checkpoint that ships with the package and that the service loads by default.
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "fashion-resnet18.safetensors"
-POLARITY = "light-on-dark"
+__all__ = [
+    "SHIPPED_CHECKPOINT",
+    "Checkpoint",
+    "CheckpointError",
+    "checkpoint_files",
+    "copy_checkpoint",
+    "load_checkpoint",
+    "read_metadata",
+    "save_checkpoint",
+    "update_metadata",
+]
+
 # The first convolution's weight, (64, in_channels, 7, 7): where a state dict says its channels.
 FIRST_CONV_WEIGHT = "0.0.weight"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or not for this network."""
-
-
-def _in_channels(meta: dict[str, Any]) -> int:
-    # Files written before the field existed were all single-channel.
-    return int(meta.get("in_channels", 1))
-
-
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(CheckpointInfo):
     """A loaded network in eval mode and its metadata."""
 
-    model: nn.Module
-    meta: dict[str, Any]
-
-    @property
-    def input_size(self) -> int:
-        """Height and width the network was trained at."""
-        return int(self.meta["input_size"])
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.meta["class_names"])
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.meta["num_classes"])
-
-    @property
-    def in_channels(self) -> int:
-        """Image channels the network takes (1 for Fashion-MNIST)."""
-        return _in_channels(self.meta)
-
-    @property
-    def mean(self) -> float:
-        """Normalisation mean of pixel values in [0, 1]."""
-        return float(self.meta["normalization"]["mean"])
-
-    @property
-    def std(self) -> float:
-        """Normalisation standard deviation of pixel values in [0, 1]."""
-        return float(self.meta["normalization"]["std"])
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """What the network expects, as the runtimes and preprocessing take it."""
-        return InputSpec(self.input_size, self.mean, self.std)
-
-    @property
-    def architecture(self) -> str:
-        return str(self.meta["architecture"])
-
-    @property
-    def temperature(self) -> float:
-        """Probabilities are softmax(logits / temperature): 1 until model.calibrate fits it."""
-        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
-
-    @property
-    def flag_threshold(self) -> float | None:
-        """Confidence below which a photo is probably none of the classes (None: not fitted)."""
-        value = self.meta.get("calibration", {}).get("flag_threshold")
-        return None if value is None else float(value)
-
-    @property
-    def short_hash(self) -> str:
-        return str(self.meta["weights_sha256"])[:12]
-
-
-def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
-    """(weights, metadata) paths for a checkpoint named by either file or by its stem."""
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    model: nn.Module = None  # type: ignore[assignment]  (always given: load_checkpoint)
 
 
 def git_commit() -> str | None:
@@ -138,8 +83,10 @@ def save_checkpoint(
     recipe: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     weights_dtype: torch.dtype = torch.float32,
+    export_graph: bool = True,
 ) -> Path:
-    """Write <path>.safetensors and <path>.json; returns the weights path."""
+    """Write <path>.safetensors and <path>.json, and the ONNX graph the CPU image serves
+    (<path>.onnx, model.export); returns the weights path."""
     weights_path, meta_path = checkpoint_files(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)  # unwrap DDP
@@ -168,6 +115,10 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights_path),
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    if export_graph:
+        from model.export import write_graphs  # it builds on this module
+
+        write_graphs(load_checkpoint(weights_path))
     return weights_path
 
 
@@ -182,60 +133,15 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     return dst_weights
 
 
-def update_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
-    """Set top-level fields of a checkpoint's metadata (the weights and their hash stay)."""
-    _, meta_path = checkpoint_files(path)
-    meta = read_metadata(path)
-    meta.update(fields)
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(meta_path)
-    return meta
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint's JSON metadata without touching the weights."""
-    weights_path, meta_path = checkpoint_files(path)
-    for p in (weights_path, meta_path):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file not found: {p}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint metadata {meta_path} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint metadata {meta_path} is not a JSON object")
-    if meta.get("architecture") != ARCHITECTURE:
-        raise CheckpointError(
-            f"checkpoint {meta_path} is for architecture {meta.get('architecture')!r}, "
-            f"this service runs {ARCHITECTURE!r}"
-        )
-    required = ("num_classes", "class_names", "input_size", "normalization", "weights_sha256")
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise CheckpointError(f"checkpoint metadata {meta_path} lacks {', '.join(missing)}")
-    if len(meta["class_names"]) != meta["num_classes"]:
-        raise CheckpointError(
-            f"checkpoint metadata {meta_path}: class_names and num_classes differ"
-        )
-    return meta
-
-
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Load and validate a checkpoint (architecture, hash, tensor shapes) into a float32 model."""
-    weights_path, _ = checkpoint_files(path)
-    meta = read_metadata(path)
-    actual = sha256_file(weights_path)
-    if actual != meta["weights_sha256"]:
-        raise CheckpointError(
-            f"checkpoint weights {weights_path} do not match their recorded sha256 "
-            f"(expected {meta['weights_sha256'][:12]}…, found {actual[:12]}…): the file was changed"
-        )
+    info = read_checkpoint_info(path)
+    weights_path, meta = info.path, info.meta
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint weights {weights_path} are unreadable: {exc}") from exc
-    model = resnet18(num_classes=int(meta["num_classes"]), in_channels=_in_channels(meta))
+    model = resnet18(num_classes=info.num_classes, in_channels=info.in_channels)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -253,4 +159,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"checkpoint {weights_path} has wrong tensor shapes: {wrong[:5]}")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model.to(device).eval()
-    return Checkpoint(model=model, meta=meta)
+    return Checkpoint(meta=meta, path=weights_path, model=model)

@@ -80,7 +80,9 @@ def evaluate_photos(ckpt: Checkpoint, folder: Path) -> dict[str, Any]:
         img = decode_image((folder / row["file"]).read_bytes())
         item: dict[str, Any] = {"file": row["file"], "label": int(row["label"])}
         for name, fn in pipelines.items():
-            x = to_model_input(fn(img).unsqueeze(0), ckpt.input_size, ckpt.mean, ckpt.std)
+            x = to_model_input(
+                torch.from_numpy(fn(img))[None], ckpt.input_size, ckpt.mean, ckpt.std
+            )
             item[name] = int(ckpt.model(x.to(device)).argmax(1))
         items.append(item)
 

@@ -1,12 +1,42 @@
-"""The network as ONNX, for runtimes other than PyTorch (ONNX Runtime in the service)."""
+"""The served model as ONNX graphs beside its checkpoint: float32, and INT8 where it is as good.
+
+    python -m model.export [--checkpoint PATH] [--int8 [--data-dir DIR]]
+
+Writes <checkpoint>.onnx (uint8 (B, 28, 28) images in, calibrated probabilities out, any batch)
+and, when the checkpoint's metadata holds INT8 calibration ranges, <checkpoint>.int8.onnx. Each
+graph records the checkpoint's graph key (weights hash, input transform, temperature), so a stale
+graph is seen and rebuilt. --int8 first calibrates on Fashion-MNIST training images, checks the
+INT8 graph on the whole test set (accuracy within ACCURACY_DROP_MAX of float32, top-1 agreement
+at least AGREEMENT_MIN) and records the ranges and that check in the metadata: afterwards the INT8
+graph can be rebuilt anywhere without the data (a Docker build, say).
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import io
+import json
+import tempfile
 import warnings
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint, update_metadata
+from model.classifier import Calibrated, Classifier
+from model.graphs import GRAPH_KEY, predictions, session
+from model.meta import CheckpointInfo, graph_file
+from model.net import fold_batch_norm
+from model.preprocess import NATIVE_SIZE
+
+CALIBRATION_IMAGES = 1024
+CALIBRATION_SEED = 0
+ACCURACY_DROP_MAX = 0.002  # 0.2 points of Fashion-MNIST test accuracy
+AGREEMENT_MIN = 0.995  # top-1 agreement with float32 on the test set
 
 
 def to_onnx(net: nn.Module, example: torch.Tensor) -> bytes:
@@ -28,3 +58,155 @@ def to_onnx(net: nn.Module, example: torch.Tensor) -> bytes:
             dynamo=False,
         )
     return buf.getvalue()
+
+
+def keyed(graph: bytes, key: str) -> bytes:
+    """The graph with the checkpoint's graph key in its metadata."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = GRAPH_KEY, key
+    return proto.SerializeToString()
+
+
+def float_graph(ckpt: Checkpoint) -> bytes:
+    """The float32 graph of the served model, keyed to the checkpoint.
+
+    From the native size up all of it, uint8 in and probabilities out, is one graph. ONNX has
+    no antialiased resize, so below it the graph starts at the network and torch resizes first.
+    """
+    net = fold_batch_norm(ckpt.model).cpu()
+    if ckpt.input_size >= NATIVE_SIZE:
+        graph: nn.Module = Classifier(net, ckpt.input_spec, temperature=ckpt.temperature)
+        example = torch.zeros(1, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
+    else:
+        graph = nn.Sequential(net, Calibrated(ckpt.temperature))
+        example = torch.zeros(1, ckpt.in_channels, ckpt.input_size, ckpt.input_size)
+    return keyed(to_onnx(graph, example), ckpt.graph_key)
+
+
+def _quantize(fp32: bytes, cache: Path, reader: Any = None) -> bytes:
+    """Static QDQ INT8 (per-channel weights) of `fp32`; ranges from `reader` (saved to `cache`)
+    or, with no reader, read from `cache`."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "please use a pre-processed model" advice
+            quantize_static(
+                src,
+                out,
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibration_cache_path=cache,
+            )
+        return out.read_bytes()
+
+
+def calibrate_int8(fp32: bytes, images: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+    """The INT8 graph calibrated on `images` (N, 28, 28) uint8, and its ranges (JSON-able)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(np.array_split(images, max(1, len(images) // 64)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"x": batch}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp, "ranges.json")
+        int8 = _quantize(fp32, cache, Batches())
+        return int8, json.loads(cache.read_text())
+
+
+def int8_from_ranges(fp32: bytes, ranges: dict[str, Any]) -> bytes:
+    """The INT8 graph from recorded calibration ranges: no data needed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp, "ranges.json")
+        cache.write_text(json.dumps(ranges))
+        return _quantize(fp32, cache)
+
+
+def int8_guard(fp32: bytes, int8: bytes, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Test accuracy of both graphs and their top-1 agreement; `passed` when INT8 may serve."""
+    a, b = predictions(session(fp32), images), predictions(session(int8), images)
+    acc_fp32, acc_int8 = float((a == labels).mean()), float((b == labels).mean())
+    agreement = float((a == b).mean())
+    return {
+        "images": len(labels),
+        "accuracy_fp32": round(acc_fp32, 4),
+        "accuracy_int8": round(acc_int8, 4),
+        "agreement": round(agreement, 4),
+        "passed": acc_fp32 - acc_int8 <= ACCURACY_DROP_MAX and agreement >= AGREEMENT_MIN,
+    }
+
+
+def int8_record(ckpt: CheckpointInfo, fp32: bytes) -> dict[str, Any] | None:
+    """The checkpoint's INT8 record when it applies to this float32 graph (same bytes)."""
+    record = ckpt.meta.get("int8")
+    if not record or record.get("fp32_sha256") != hashlib.sha256(fp32).hexdigest():
+        return None
+    return dict(record)
+
+
+def write_graphs(ckpt: Checkpoint) -> list[Path]:
+    """Write the float32 graph, and the INT8 one when the metadata has ranges that apply."""
+    fp32 = float_graph(ckpt)
+    path = graph_file(ckpt.path or SHIPPED_CHECKPOINT)
+    path.write_bytes(fp32)
+    written = [path]
+    record = int8_record(ckpt, fp32)
+    if record:
+        int8_path = graph_file(path, "int8")
+        int8_path.write_bytes(keyed(int8_from_ranges(fp32, record["ranges"]), ckpt.graph_key))
+        written.append(int8_path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
+    p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the .safetensors file")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="calibrate INT8 on training images, check it on the test set, record both",
+    )
+    p.add_argument("--data-dir", help="Fashion-MNIST idx files (for --int8)")
+    args = p.parse_args(argv)
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.int8:
+        if ckpt.input_size != NATIVE_SIZE:
+            raise SystemExit("INT8 graphs are made for checkpoints at the native 28x28 input")
+        from model.data import load_split
+
+        train, test = load_split("train", args.data_dir), load_split("test", args.data_dir)
+        pick = np.random.default_rng(CALIBRATION_SEED).choice(
+            len(train.images), CALIBRATION_IMAGES, replace=False
+        )
+        fp32 = float_graph(ckpt)
+        int8, ranges = calibrate_int8(fp32, train.images.numpy()[np.sort(pick)])
+        guard = int8_guard(fp32, int8, test.images.numpy(), test.labels.numpy())
+        print(json.dumps(guard))
+        record = {
+            "fp32_sha256": hashlib.sha256(fp32).hexdigest(),
+            "calibration": {"images": CALIBRATION_IMAGES, "seed": CALIBRATION_SEED},
+            "guard": guard,
+            "ranges": ranges,
+        }
+        update_metadata(args.checkpoint, int8=record)
+        ckpt = load_checkpoint(args.checkpoint)
+    for path in write_graphs(ckpt):
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

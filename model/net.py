@@ -8,8 +8,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-ARCHITECTURE = "d2l-resnet18"
-
 
 class Residual(nn.Module):
     """Two 3x3 conv-BN layers with an identity or 1x1-conv shortcut."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -115,7 +116,7 @@ def load_photos(folder: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR) 
     if cache is not None and cache.is_file():
         images = load_file(str(cache))["images"]
     else:
-        images = torch.stack([preprocess.prepare_photo(data) for data in blobs])
+        images = torch.from_numpy(np.stack([preprocess.prepare_photo(data) for data in blobs]))
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")

@@ -8,34 +8,36 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
-from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 NATIVE_SIZE = 28
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """What a network expects: square input of `size` pixels, normalised with mean and std."""
-
-    size: int
-    mean: float
-    std: float
-
-
 def to_model_input(images: Tensor, input_size: int, mean: float, std: float) -> Tensor:
     """Turn (B, 28, 28) uint8 images into normalised (B, 1, S, S) float32 model input."""
+    # torch is imported here, not above: serving on ONNX Runtime imports this module in an
+    # image without torch.
+    import torch
+    from torch.nn import functional as F
+
     x = images.unsqueeze(1).to(torch.float32).div_(255.0)
     if input_size != x.shape[-1]:
-        # Bilinear with antialias matches torchvision's Resize on tensors, which d2l's recipe uses.
+        # Bilinear with antialias matches torchvision's Resize on tensors, which d2l's recipe
+        # uses. Antialiasing only acts when shrinking (enlarged, both agree to 2e-6), and
+        # without it the resize exports to ONNX: the served graph can start at the uint8 image.
         x = F.interpolate(
-            x, size=(input_size, input_size), mode="bilinear", align_corners=False, antialias=True
+            x,
+            size=(input_size, input_size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=input_size < x.shape[-1],
         )
     return x.sub_(mean).div_(std)
 
@@ -255,13 +257,13 @@ def _background(ycc: np.ndarray) -> np.ndarray:
     return np.matmul(weights, lines)
 
 
-def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
-    """A photo as a Fashion-MNIST-like (28, 28) uint8 tensor: light object centred on black."""
+def photo_to_fashion_mnist(img: Image.Image) -> np.ndarray:
+    """A photo as a Fashion-MNIST-like (28, 28) uint8 array: light object centred on black."""
     if img.size == (NATIVE_SIZE, NATIVE_SIZE) and img.mode == "L":
         a = np.asarray(img)
         if np.median(_border(a)) < 32:
             # Already Fashion-MNIST's form: keep every pixel, so it classifies as the data set does.
-            return torch.from_numpy(a.copy())
+            return a.copy()
     ycc = _ycbcr(_reduce(img))
     # Smooth away dithering and sensor noise at a scale finer than one output pixel, so
     # that background texture neither sets the levels nor widens the crop.
@@ -291,17 +293,17 @@ def photo_to_fashion_mnist(img: Image.Image) -> Tensor:
     top_pad, left_pad = (side - h) // 2, (side - w) // 2
     square[top_pad : top_pad + h, left_pad : left_pad + w] = lum
     small = cv2.resize(square, (NATIVE_SIZE, NATIVE_SIZE), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(small)
+    return small
 
 
-def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tensor:
-    """Uploaded bytes to a (28, 28) uint8 Fashion-MNIST-like tensor: decode, then preprocess."""
+def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Uploaded bytes to a (28, 28) uint8 Fashion-MNIST-like array: decode, then preprocess."""
     return photo_to_fashion_mnist(decode_image(data, max_pixels))
 
 
-def naive_squash_28(img: Image.Image) -> Tensor:
+def naive_squash_28(img: Image.Image) -> np.ndarray:
     """The naive baseline: grayscale and squash to 28x28, no polarity, crop or padding."""
     if img.mode == "P":
         img = img.convert("RGBA")
     small = img.convert("L").resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(small).copy())
+    return np.array(small)

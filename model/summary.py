@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from model.net import resnet18
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One layer's name (dotted path), type, output shape and own parameter count."""
-
-    name: str
-    type: str
-    output_shape: tuple[int, ...]
-    params: int
+from model.shapes import LayerRow
 
 
 def _depth(name: str) -> int:

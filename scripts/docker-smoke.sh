@@ -15,7 +15,7 @@ step() { echo "== [$((SECONDS - START)) s] $*"; }
 
 cleanup() {
     if [ -n "$DOCKERD_PID" ]; then
-        docker rm -f fashion-smoke >/dev/null 2>&1 || true
+        docker rm -f fashion-smoke fashion-smoke-cpu >/dev/null 2>&1 || true
         docker-compose -f docker-compose.yml -p fashionsmoke --profile cpu --profile train \
             down -v >/dev/null 2>&1 || true
         kill "$DOCKERD_PID" 2>/dev/null || true
@@ -56,9 +56,39 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
     && rm -rf /var/lib/apt/lists/*
 DOCKERFILE
 
-step "docker build the project's Dockerfile"
+step "docker build the project's Dockerfile (default target: the GPU image, with torch)"
 docker build --network host -t "$IMAGE" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
 docker image ls "$IMAGE" --format 'image size: {{.Size}}'
+
+step "docker build --target cpu (ONNX Runtime, no torch): at most 1 GB"
+docker build --network host --target cpu -t "$IMAGE-cpu" . >"$WORK/build-cpu.log" 2>&1 \
+    || { tail -40 "$WORK/build-cpu.log"; exit 1; }
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE-cpu")
+echo "cpu image size: $((size / 1000000)) MB"
+[ "$size" -le 1000000000 ] || { echo "the CPU image is over 1 GB"; exit 1; }
+
+step "run the CPU image: ready within 2 s, a photo, no torch, RSS after warm-up at most 300 MB"
+started=$(date +%s.%N)
+docker run -d --name fashion-smoke-cpu -p "127.0.0.1:$((PORT + 1)):8000" "$IMAGE-cpu" >/dev/null
+until curl -sf "http://127.0.0.1:$((PORT + 1))/health/ready" >/dev/null; do
+    python3 -c "import sys, time; sys.exit(time.time() - $started > 60)" || { docker logs fashion-smoke-cpu; exit 1; }
+    sleep 0.05
+done
+ready=$(python3 -c "import time; print(round(time.time() - $started, 2))")
+echo "ready $ready s after docker run"
+python3 -c "import sys; sys.exit(float(sys.argv[1]) > 2)" "$ready" || { echo "ready after more than 2 s"; exit 1; }
+answer=$(curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict")
+echo "$answer"
+python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert a["label"] and a["device"] == "cpu", a' "$answer"
+docker logs fashion-smoke-cpu 2>&1 | grep -E "serving|precision" || true
+if docker exec fashion-smoke-cpu python3 -c "import torch" 2>/dev/null; then
+    echo "torch is importable in the CPU image"; exit 1
+fi
+for _ in $(seq 200); do curl -sf -o /dev/null -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict"; done
+rss=$(docker exec fashion-smoke-cpu sh -c "grep VmRSS /proc/1/status" | awk '{print $2}')
+echo "RSS after 200 photos: $((rss / 1024)) MB"
+[ "$rss" -le $((300 * 1024)) ] || { echo "RSS over 300 MB"; exit 1; }
+docker rm -f fashion-smoke-cpu >/dev/null
 
 step "docker run -p $PORT:8000 and wait for /health/ready"
 docker run -d --name fashion-smoke -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
@@ -95,6 +125,7 @@ done
 
 # README's commands as a user runs them, on this GPU-less machine: train, then serve on the CPU.
 docker tag "$IMAGE" fashion-resnet:latest
+docker tag "$IMAGE-cpu" fashion-resnet:cpu
 compose() { PORT=$PORT docker-compose -f docker-compose.yml -p fashionsmoke "$@"; }
 step "compose: train profile (1 tiny epoch into the runs volume)"
 compose --profile train run --rm train python3 -m model.train --out /home/app/runs/d2l \

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any
 
-import torch
 from fastapi import APIRouter, Depends, Query
-from starlette.concurrency import run_in_threadpool
-from torch import nn
 
 from app.deps import EngineDep, SettingsDep, require_api_key
 from app.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
-from model.net import ARCHITECTURE, resnet18
-from model.summary import layer_summary
+from model.meta import ARCHITECTURE
+from model.shapes import layer_rows, resnet18_layers
 
 router = APIRouter(prefix="/model", tags=["model"], dependencies=[Depends(require_api_key)])
 
@@ -26,26 +22,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@functools.cache
-def _shape_network(num_classes: int, in_channels: int) -> nn.Module:
-    # Shapes and counts do not depend on the weights, and the served model's hooks must never see
-    # a summary pass interleaved with real requests: a copy of its shape on the meta device,
-    # where a forward pass computes shapes only (a 512x512 summary: 120 ms of CPU and ~300 MB on
-    # the CPU device, 15 ms and no memory here).
-    with torch.device("meta"):
-        return resnet18(num_classes=num_classes, in_channels=in_channels)
-
-
-_summary_lock = threading.Lock()  # one summary at a time: hooks go on the one shared network
-
-
-# Every (input size, depth) pair fits: a flood of distinct sizes is answered from memory.
+# Shapes and counts do not depend on the weights: they are worked out by arithmetic
+# (model.shapes, checked against forward hooks on the real network), about 0.1 ms a summary, and
+# every (input size, depth) pair fits in the cache, so a flood of distinct sizes costs little.
 @functools.lru_cache(maxsize=(MAX_INPUT - MIN_INPUT + 1) * 3)
 def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) -> SummaryResponse:
-    net = _shape_network(num_classes, in_channels)
-    with _summary_lock:
-        rows = layer_summary(net, input_size, in_channels, depth)
-    total = sum(p.numel() for p in net.parameters())
+    tree = resnet18_layers(num_classes, in_channels)
+    rows = layer_rows(tree, input_size, in_channels, depth)
     return SummaryResponse(
         architecture=ARCHITECTURE,
         input_shape=[1, in_channels, input_size, input_size],
@@ -54,8 +37,8 @@ def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) ->
             LayerInfo(name=r.name, type=r.type, output_shape=list(r.output_shape), params=r.params)
             for r in rows
         ],
-        total_params=total,
-        trainable_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        total_params=tree.params,
+        trainable_params=tree.params,  # a served network trains nothing: all are trainable ones
     )
 
 
@@ -69,7 +52,7 @@ async def model_info(engine: EngineDep, settings: SettingsDep) -> ModelInfo:
         input_size=ckpt.input_size,
         in_channels=ckpt.in_channels,
         device=str(engine.device),
-        dtype=str(engine.runner.dtype).removeprefix("torch."),
+        dtype=engine.runner.dtype,
         backend=engine.runner.name,
         checkpoint=ckpt.short_hash,
         checkpoint_file=settings.model_checkpoint.name,  # the name only: paths stay private
@@ -95,4 +78,4 @@ async def model_summary(
     """Per-layer output shapes and parameter counts for a (1, C, S, S) input, as d2l prints."""
     size = input_size if input_size is not None else engine.ckpt.input_size
     ckpt = engine.ckpt
-    return await run_in_threadpool(_summary, ckpt.num_classes, ckpt.in_channels, size, depth)
+    return _summary(ckpt.num_classes, ckpt.in_channels, size, depth)

@@ -30,7 +30,7 @@ from app.schemas import (
     PredictResponse,
     Timing,
 )
-from model.checkpoint import Checkpoint
+from model.meta import CheckpointInfo
 from model.preprocess import ImageError
 
 router = APIRouter(tags=["predict"])
@@ -149,7 +149,7 @@ async def _uploads(
     )
 
 
-def _prediction(probs: list[float], ckpt: Checkpoint, top_k: int) -> dict[str, Any]:
+def _prediction(probs: list[float], ckpt: CheckpointInfo, top_k: int) -> dict[str, Any]:
     names = ckpt.class_names
     best = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)[:top_k]
     top = [ClassScore(label=names[i], class_id=i, probability=round(probs[i], 6)) for i in best]

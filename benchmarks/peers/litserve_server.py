@@ -36,7 +36,7 @@ class FashionAPI(ls.LitAPI):
     # No annotation on `request`: LitServe reads it to choose how to parse the body, and the
     # plain form is the one that hands over the parsed multipart form.
     def decode_request(self, request) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        return prepare_photo(request["image"].file.read())
+        return torch.from_numpy(prepare_photo(request["image"].file.read()))
 
     def batch(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(inputs)

@@ -32,7 +32,7 @@ class FashionHandler(BaseHandler):
 
     def preprocess(self, data: list[dict[str, bytes]]) -> torch.Tensor:
         rows = [row.get("image") or row.get("data") or row.get("body") for row in data]
-        return torch.stack([prepare_photo(bytes(row)) for row in rows])  # type: ignore[arg-type]
+        return torch.stack([torch.from_numpy(prepare_photo(bytes(row))) for row in rows])  # type: ignore[arg-type]
 
     @torch.inference_mode()
     def inference(self, images: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:

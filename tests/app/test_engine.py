@@ -2,8 +2,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from app.engine import EngineUnavailableError, InferenceEngine, ShuttingDownError
 from model.checkpoint import load_checkpoint
@@ -12,7 +12,7 @@ from model.data import Split
 
 def _engine(checkpoint: Path, **kw: float) -> InferenceEngine:
     options = {"max_batch_size": 8, "max_wait_s": 0.0, "queue_size": 64}
-    return InferenceEngine(load_checkpoint(checkpoint), torch.device("cpu"), **{**options, **kw})
+    return InferenceEngine(load_checkpoint(checkpoint), "cpu", **{**options, **kw})
 
 
 def _inference_threads() -> list[threading.Thread]:
@@ -22,7 +22,7 @@ def _inference_threads() -> list[threading.Thread]:
 def test_results_match_a_direct_forward_and_batch_up_to_the_limit(
     tiny_checkpoint: Path, test_images: Split
 ) -> None:
-    images = list(test_images.images[:20])
+    images = list(test_images.images[:20].numpy())
 
     async def run() -> tuple[InferenceEngine, list[list[float]]]:
         engine = _engine(tiny_checkpoint, max_wait_s=0.2)
@@ -35,8 +35,8 @@ def test_results_match_a_direct_forward_and_batch_up_to_the_limit(
         return engine, [r.probs[0] for r in results]
 
     engine, probs = asyncio.run(run())
-    expected = engine.forward(torch.stack(images))
-    torch.testing.assert_close(torch.tensor(probs), expected, atol=1e-6, rtol=1e-5)
+    expected = engine.forward(np.stack(images))
+    np.testing.assert_allclose(np.array(probs), expected, atol=1e-6, rtol=1e-5)
 
 
 def test_stop_fails_waiting_requests_and_ends_the_thread(
@@ -46,14 +46,14 @@ def test_stop_fails_waiting_requests_and_ends_the_thread(
         engine = _engine(tiny_checkpoint, max_wait_s=30.0)  # the job waits for a full batch
         await engine.start()
         assert len(_inference_threads()) == 1
-        waiting = asyncio.create_task(engine.infer([test_images.images[0]]))
+        waiting = asyncio.create_task(engine.infer([test_images.images[0].numpy()]))
         while engine.queued_images == 0:
             await asyncio.sleep(0.001)
         await engine.stop()
         with pytest.raises(ShuttingDownError, match="shutting down"):
             await waiting
         with pytest.raises(EngineUnavailableError, match="shutting down"):
-            await engine.infer([test_images.images[0]])  # and so is a new request
+            await engine.infer([test_images.images[0].numpy()])  # and so is a new request
 
     asyncio.run(run())
     assert _inference_threads() == []

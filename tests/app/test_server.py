@@ -29,7 +29,10 @@ def test_literal_curl_upload(
     # The class the served checkpoint gives this image, computed here without the service.
     ckpt = load_checkpoint(tiny_checkpoint)
     x = to_model_input(
-        photo_to_fashion_mnist(decode_image(boot_png))[None], 28, ckpt.mean, ckpt.std
+        torch.from_numpy(photo_to_fashion_mnist(decode_image(boot_png)))[None],
+        28,
+        ckpt.mean,
+        ckpt.std,
     )
     with torch.no_grad():
         expected = int(ckpt.model(x).argmax(1))

@@ -12,7 +12,7 @@ from model.checkpoint import (
 )
 from model.data import CLASS_NAMES
 from model.net import resnet18
-from model.preprocess import InputSpec
+from model.meta import InputSpec
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])

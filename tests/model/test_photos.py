@@ -44,7 +44,9 @@ def test_photos_become_28x28_with_their_sets(folder: Path, tmp_path: Path) -> No
     assert photos.in_class.sum() == 60  # the hats are none of the ten
     # What training sees is exactly what /predict computes for the same file.
     data = (folder / photos.files[shoes]).read_bytes()
-    assert torch.equal(photos.images[shoes], photos_mod.preprocess.prepare_photo(data))
+    assert torch.equal(
+        photos.images[shoes], torch.from_numpy(photos_mod.preprocess.prepare_photo(data))
+    )
 
 
 def test_the_cache_is_used_and_rebuilt_when_photos_or_preprocessing_change(
