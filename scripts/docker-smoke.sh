@@ -150,8 +150,14 @@ print("serving", m["checkpoint_file"], "on", m["device"])' "$MODEL_CHECKPOINT"
 }
 step "compose: cpu profile serving the trained checkpoint"
 MODEL_CHECKPOINT=/home/app/runs/d2l/best.safetensors serve_and_check
-step "compose: cpu profile serving a checkpoint from a mounted folder"
-CHECKPOINT_DIR=$ROOT/model/weights MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safetensors \
+step "compose: cpu profile serving a checkpoint from a mounted folder (graphs exported first)"
+# A checkpoint of one's own, as a user brings it: the weights and metadata, then the ONNX graphs
+# the CPU image serves, exported with the torch image.
+mkdir -p "$WORK/ckpt"
+cp "$ROOT"/model/weights/fashion-resnet18.{safetensors,json} "$WORK/ckpt/"
+docker run --rm --user 0 -v "$WORK/ckpt:/checkpoints" fashion-resnet:latest \
+    python3 -m model.export --checkpoint /checkpoints/fashion-resnet18.safetensors
+CHECKPOINT_DIR=$WORK/ckpt MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safetensors \
     serve_and_check
 compose --profile cpu --profile train down -v
 
