@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     decode_threads: int | None = Field(
         None, ge=1, description="threads decoding uploaded photos; default one per core"
     )
+    decode_processes: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="processes that prepare small photos while other requests are in flight; "
+        "default 1 on two or more cores, 0 (all in the service's process) on one",
+    )
     model_precision: Precision = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
     fold_batch_norm: bool = Field(True, description="fold BatchNorm into the convs at start-up")
     channels_last: bool = Field(True, description="NHWC memory layout for the convs")
@@ -125,6 +132,7 @@ class EngineOptions:
 
     max_batch_size: int
     decode_threads: int
+    decode_processes: int
     model: ModelOptions
     threads_why: str = ""  # how the inference thread count was chosen, for the start-up log
 
@@ -138,6 +146,12 @@ def resolve_engine_options(settings: Settings, device: str, input_size: int) -> 
         # As many decoders as cores: more only hold more photos in memory at once (each thread
         # also grows its own malloc arena) without decoding any faster.
         decode_threads=settings.decode_threads or cpu_cores(),
+        # One process takes the photo analysis off the loop; on one core it would only compete.
+        decode_processes=(
+            settings.decode_processes
+            if settings.decode_processes is not None
+            else int(cpu_cores() >= 2)
+        ),
         model=ModelOptions(
             backend=settings.model_backend,
             threads=settings.inference_threads or default_inference_threads(input_size),

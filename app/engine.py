@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -62,20 +63,21 @@ class Admission:
             self.metrics.in_flight.set(self.held)
 
 
+def nvidia_device_present() -> bool:
+    """Whether the host shows an NVIDIA GPU (its device files), without importing torch."""
+    return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def describe_device(device: str) -> str:
-    """A log-friendly name: 'cuda:0 (NVIDIA H200)', 'cpu (no CUDA device found)', or
-    'cpu (torch not installed)'."""
-    try:
-        import torch
-    except ImportError:
-        return f"{device} (torch not installed)"
+    """A log-friendly name: 'cuda:0 (NVIDIA H200)' or 'cpu (no CUDA device found)'."""
     if device.startswith("cuda"):
+        import torch
+
         index = torch.device(device).index or 0
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    reason = (
-        "CUDA available but not chosen" if torch.cuda.is_available() else "no CUDA device found"
-    )
-    return f"cpu ({reason})"
+    if nvidia_device_present():
+        return "cpu (a GPU is present but not chosen)"
+    return "cpu (no CUDA device found)"
 
 
 @dataclass

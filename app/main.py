@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 from app import openapi
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.decode import Decoder
-from app.engine import Admission, InferenceEngine, describe_device
+from app.engine import Admission, InferenceEngine, describe_device, nvidia_device_present
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
 from app.routes import health, model, predict
@@ -56,11 +56,14 @@ def build_engine(
 
 
 def serving_device(name: str) -> str:
-    """'cpu' or 'cuda:N' for a MODEL_DEVICE setting; without torch only the CPU serves."""
-    if not installed("torch"):
-        if name not in ("auto", "cpu"):
-            raise RuntimeError(f"MODEL_DEVICE={name} needs torch, which is not installed")
+    """'cpu' or 'cuda:N' for a MODEL_DEVICE setting; without torch only the CPU serves.
+
+    torch is imported only where a GPU could be used: on a CPU-only host the service then runs
+    without it even where it is installed (RSS 620 -> about 150 MB, a faster start)."""
+    if name == "cpu" or (name == "auto" and not nvidia_device_present()):
         return "cpu"
+    if not installed("torch"):
+        raise RuntimeError(f"MODEL_DEVICE={name} needs torch, which is not installed")
     import torch
 
     from model.device import resolve_device
@@ -89,7 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         options = resolve_engine_options(settings, device, ckpt.input_size)
         decoder = Decoder(
-            options.decode_threads, settings.max_image_pixels, settings.decode_memory_mb << 20
+            options.decode_threads,
+            settings.max_image_pixels,
+            settings.decode_memory_mb << 20,
+            options.decode_processes,
         )
         await decoder.warm_up()
         engine = build_engine(settings, ckpt, device, metrics, options)
@@ -124,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.engine = None
             await engine.stop()
-            decoder.close()
+            await decoder.close()
 
     # Swagger UI and ReDoc from files inside the package: deployments often have no CDN access.
     app = FastAPIOffline(

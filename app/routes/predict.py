@@ -163,9 +163,11 @@ def _prediction(probs: list[float], ckpt: CheckpointInfo, top_k: int) -> dict[st
     }
 
 
-async def _prepare(decoder: Decoder, name: str | None, data: bytes, named: bool) -> Prepared:
+async def _prepare(
+    decoder: Decoder, name: str | None, data: bytes, named: bool, busy: bool
+) -> Prepared:
     try:
-        return await decoder.prepare(data)
+        return await decoder.prepare(data, busy)
     except ImageError as exc:
         if not named:
             raise
@@ -185,7 +187,8 @@ async def _classify(
     state = request.app.state
     try:
         with state.admission.admit(len(uploads)):
-            prepared = [await _prepare(state.decoder, n, d, named) for n, d in uploads]
+            busy = state.admission.held > len(uploads)  # other requests are in flight
+            prepared = [await _prepare(state.decoder, n, d, named, busy) for n, d in uploads]
             return prepared, await engine.infer([p.image for p in prepared])
     except EngineUnavailableError as exc:
         raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc

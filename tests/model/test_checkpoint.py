@@ -11,8 +11,8 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.data import CLASS_NAMES
-from model.net import resnet18
 from model.meta import InputSpec
+from model.net import resnet18
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])
