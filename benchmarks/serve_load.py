@@ -194,7 +194,12 @@ def server(
     port = free_port()
     cmd = [sys.executable, "-m", *app.split(), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-access-log", *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={"LOG_LEVEL": "warning", **os.environ, **env})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={"LOG_LEVEL": "warning", **os.environ, **env},
+        start_new_session=True,  # a process group of its own, so its CPU can be summed
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -211,12 +216,6 @@ def server(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -246,9 +245,10 @@ class Driver:
     def load(
         self, name: str, url: str, pid: int, upload: Upload, concurrency: int, service: bool
     ) -> LoadResult:
-        """Warm up, then one measured run at `url`; a peer's CPU is its whole process group's."""
+        """Warm up, then one measured run at `url`; CPU is counted over the server's whole process
+        group (the service's decoding process, a peer's workers)."""
         base = url.removesuffix("/predict")
-        cpu_of = process_cpu if name in ("service", "naive") else group_cpu
+        cpu_of = group_cpu
         self.requests += int(self.run(url, upload, concurrency, self.warmup)["requests"])
         before = batch_totals(base) if service else (0.0, 0.0)
         cpu, gen_cpu = cpu_of(pid), _children_cpu()

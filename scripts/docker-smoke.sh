@@ -84,9 +84,11 @@ docker logs fashion-smoke-cpu 2>&1 | grep -E "serving|precision" || true
 if docker exec fashion-smoke-cpu python3 -c "import torch" 2>/dev/null; then
     echo "torch is importable in the CPU image"; exit 1
 fi
-for _ in $(seq 200); do curl -sf -o /dev/null -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict"; done
-rss=$(docker exec fashion-smoke-cpu sh -c "grep VmRSS /proc/1/status" | awk '{print $2}')
-echo "RSS after 200 photos: $((rss / 1024)) MB"
+# 200 photos, 8 at a time: the busy service hands them to its decoding process.
+seq 200 | xargs -P 8 -I{} curl -sf -o /dev/null -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict"
+# Every process of the container: the service and its photo-decoding process.
+rss=$(docker exec fashion-smoke-cpu sh -c "cat /proc/[0-9]*/status" | awk '/^VmRSS/ {kb += $2} END {print kb}')
+echo "RSS after 200 photos, all processes: $((rss / 1024)) MB"
 [ "$rss" -le $((300 * 1024)) ] || { echo "RSS over 300 MB"; exit 1; }
 docker rm -f fashion-smoke-cpu >/dev/null
 
