@@ -163,7 +163,7 @@ def resolve_engine_options(settings: Settings, device: str, input_size: int) -> 
         threads_why=(
             "INFERENCE_THREADS"
             if settings.inference_threads
-            else f"{cpu_cores()} cores, {'all but one' if input_size == NATIVE_SIZE else 'all'} "
+            else f"{cpu_cores()} cores, {'all' if input_size > NATIVE_SIZE else 'all but one'} "
             f"at {input_size}x{input_size} input"
         ),
     )

@@ -33,10 +33,9 @@ from model.preprocess import (
     CorruptImageError,
     ImageError,
     decoded_bytes,
-    load_image,
     open_image,
-    photo_to_fashion_mnist,
     prepare_photo,
+    prepare_timed,
 )
 
 log = logging.getLogger("app.decode")
@@ -93,14 +92,10 @@ def _release_free_memory() -> None:
 
 
 def _decode_and_preprocess(img: Image.Image, start: float, large: bool = False) -> Prepared:
-    img = load_image(img)
-    decoded = time.perf_counter()
-    x = photo_to_fashion_mnist(img)
-    done = time.perf_counter()
-    img.close()  # the bitmap goes now, not when the request lets go of the image object
+    prepared = Prepared(*prepare_timed(img, start))
     if large:
         _release_free_memory()  # about 1 ms, after large images only
-    return Prepared(x, decoded - start, done - decoded)
+    return prepared
 
 
 class DecodeProcess:

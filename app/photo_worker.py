@@ -29,15 +29,13 @@ def answer(data: bytes, max_pixels: int) -> bytes:
     """The answer frame for one upload."""
     start = time.perf_counter()
     try:
-        img = preprocess.load_image(preprocess.open_image(data, max_pixels))
-        decoded = time.perf_counter()
-        pixels = preprocess.photo_to_fashion_mnist(img)
-        done = time.perf_counter()
-        img.close()
+        pixels, decode_s, preprocess_s = preprocess.prepare_timed(
+            preprocess.open_image(data, max_pixels), start
+        )
     except preprocess.ImageError as exc:
         payload = f"{type(exc).__name__}\0{exc}".encode()
         return ANSWER.pack(IMAGE_ERROR, len(payload)) + payload
-    payload = pixels.tobytes() + TIMES.pack(decoded - start, done - decoded)
+    payload = pixels.tobytes() + TIMES.pack(decode_s, preprocess_s)
     return ANSWER.pack(OK, len(payload)) + payload
 
 

@@ -125,16 +125,12 @@ def _session(ckpt: CheckpointInfo, precision: str, threads: int) -> Any:
             f"no current {precision} ONNX graph at {path} and no torch to export one: run "
             "`python -m model.export` where torch is installed (the CPU Docker image does)"
         )
-    from model.checkpoint import load_checkpoint
-    from model.export import float_graph, int8_from_ranges, int8_record, keyed
+    from model.checkpoint import as_checkpoint
+    from model.export import graphs
 
-    full = load_checkpoint(ckpt.path or SHIPPED_CHECKPOINT)
-    graph = float_graph(full)
-    if precision == "int8":
-        record = int8_record(full, graph)
-        if record is None:
-            raise RuntimeError("the checkpoint's INT8 ranges are for another float32 graph")
-        graph = keyed(int8_from_ranges(graph, record["ranges"]), full.graph_key)
+    graph = graphs(as_checkpoint(ckpt), int8=precision == "int8").get(precision)
+    if graph is None:
+        raise RuntimeError("the checkpoint's INT8 ranges are for another float32 graph")
     try:
         path.write_bytes(graph)
         log.info("exported %s", path)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from app.runtime import ModelOptions, Runner
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.checkpoint import as_checkpoint
 from model.classifier import Classifier
-from model.meta import SHIPPED_CHECKPOINT, CheckpointInfo
+from model.meta import CheckpointInfo
 from model.net import fold_batch_norm
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -33,10 +33,7 @@ class TorchRunner(Runner):
         dev = torch.device(device)
         if dev.type == "cpu" and options.threads:
             torch.set_num_threads(options.threads)
-        if isinstance(ckpt, Checkpoint):
-            full = ckpt
-        else:
-            full = load_checkpoint(ckpt.path or SHIPPED_CHECKPOINT)
+        full = as_checkpoint(ckpt)
         self.device = dev
         self.torch_dtype = torch_dtype(options.precision, dev)
         self.precision = {dtype: name for name, dtype in PRECISIONS.items()}[self.torch_dtype]

@@ -122,6 +122,13 @@ def save_checkpoint(
     return weights_path
 
 
+def as_checkpoint(info: CheckpointInfo) -> Checkpoint:
+    """The checkpoint with its network: `info` itself when it has one, else loaded."""
+    if isinstance(info, Checkpoint):
+        return info
+    return load_checkpoint(info.path or SHIPPED_CHECKPOINT)
+
+
 def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a checkpoint's two files under a new name; returns the new weights path."""
     (src_weights, src_meta), (dst_weights, dst_meta) = checkpoint_files(src), checkpoint_files(dst)

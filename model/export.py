@@ -158,17 +158,24 @@ def int8_record(ckpt: CheckpointInfo, fp32: bytes) -> dict[str, Any] | None:
     return dict(record)
 
 
-def write_graphs(ckpt: Checkpoint) -> list[Path]:
-    """Write the float32 graph, and the INT8 one when the metadata has ranges that apply."""
+def graphs(ckpt: Checkpoint, int8: bool = True) -> dict[str, bytes]:
+    """The served graphs by precision: float32, and (unless int8 is False) INT8 when the
+    metadata has ranges that apply to this float32 graph."""
     fp32 = float_graph(ckpt)
-    path = graph_file(ckpt.path or SHIPPED_CHECKPOINT)
-    path.write_bytes(fp32)
-    written = [path]
-    record = int8_record(ckpt, fp32)
+    out = {"fp32": fp32}
+    record = int8_record(ckpt, fp32) if int8 else None
     if record:
-        int8_path = graph_file(path, "int8")
-        int8_path.write_bytes(keyed(int8_from_ranges(fp32, record["ranges"]), ckpt.graph_key))
-        written.append(int8_path)
+        out["int8"] = keyed(int8_from_ranges(fp32, record["ranges"]), ckpt.graph_key)
+    return out
+
+
+def write_graphs(ckpt: Checkpoint) -> list[Path]:
+    """Write every graph of `graphs` beside the checkpoint; returns their paths."""
+    written = []
+    for precision, graph in graphs(ckpt).items():
+        path = graph_file(ckpt.path or SHIPPED_CHECKPOINT, precision)
+        path.write_bytes(graph)
+        written.append(path)
     return written
 
 

@@ -1,5 +1,7 @@
 import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -67,12 +69,21 @@ async def _ready(decoder: Decoder) -> None:
     raise AssertionError("the decoding process never became ready")
 
 
+@contextlib.asynccontextmanager
+async def _decoder_with_a_process() -> AsyncIterator[Decoder]:
+    """A Decoder whose one decoding process has started and answered its warm-up photo."""
+    decoder = Decoder(1, 10**7, 1 << 26, processes=1)
+    try:
+        await decoder.warm_up()
+        await _ready(decoder)
+        yield decoder
+    finally:
+        await decoder.close()
+
+
 def test_a_decoding_process_prepares_what_the_loop_would() -> None:
     async def scenario() -> None:
-        decoder = Decoder(1, 10**7, 1 << 26, processes=1)
-        try:
-            await decoder.warm_up()
-            await _ready(decoder)
+        async with _decoder_with_a_process() as decoder:
             for data in _photos():
                 inline = await decoder.prepare(data, busy=False)
                 remote = await decoder.prepare(data, busy=True)
@@ -86,18 +97,13 @@ def test_a_decoding_process_prepares_what_the_loop_would() -> None:
                     await decoder.processes[0].prepare(bad)
                 with pytest.raises(type(remote.value), match=str(remote.value)[:20]):
                     prepare_photo(bad)
-        finally:
-            await decoder.close()
 
     asyncio.run(scenario())
 
 
 def test_a_dead_decoding_process_is_replaced() -> None:
     async def scenario() -> None:
-        decoder = Decoder(1, 10**7, 1 << 26, processes=1)
-        try:
-            await decoder.warm_up()
-            await _ready(decoder)
+        async with _decoder_with_a_process() as decoder:
             process = decoder.processes[0]
             data = _photos()[0]
             held = asyncio.ensure_future(process.prepare(data))
@@ -110,7 +116,5 @@ def test_a_dead_decoding_process_is_replaced() -> None:
             assert np.array_equal(
                 (await decoder.prepare(data, busy=True)).image, prepare_photo(data)
             )
-        finally:
-            await decoder.close()
 
     asyncio.run(scenario())
