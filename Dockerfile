@@ -4,11 +4,24 @@
 #   docker build -t fashion-resnet .                     GPU hosts and training: torch (CUDA build,
 #                                                        which also runs on a CPU)
 # The CPU image serves the ONNX graphs that the torch stage exports from the checkpoint.
+# The GPU image is the torch stage itself plus a USER line: copying its 5.5 GB virtual environment
+# into a fresh stage would store it twice while building (a CI build ran out of disk that way).
 
-FROM python:3.11-slim AS venv
+FROM python:3.11-slim AS base
+RUN useradd --system --uid 10001 --create-home app \
+    && install -d -o app -g app /home/app/runs
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000 WORKERS=1
+WORKDIR /home/app
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ['PORT'], timeout=4)"
+# app.serve is uvicorn with header and shutdown deadlines and a connection cap; it reads HOST,
+# PORT and WORKERS from the environment.
+CMD ["python3", "-m", "app.serve"]
+
+FROM base AS venv
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
 # Dependencies before sources, so a code change rebuilds only the last layers. First what serving
 # needs (all the CPU image has), then, for the GPU image, torch and the rest of its extra.
 COPY constraints.txt pyproject.toml /src/
@@ -33,22 +46,9 @@ RUN pip install --no-deps /src
 COPY --from=build /opt/venv/lib/python3.11/site-packages/model/weights/*.onnx \
     /opt/venv/lib/python3.11/site-packages/model/weights/
 
-FROM python:3.11-slim AS base
-RUN useradd --system --uid 10001 --create-home app
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=8000 WORKERS=1
-USER app
-WORKDIR /home/app
-# Training output; a named volume mounted here starts out owned by the app user.
-RUN mkdir -p /home/app/runs
-EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ['PORT'], timeout=4)"
-# app.serve is uvicorn with header and shutdown deadlines and a connection cap; it reads HOST,
-# PORT and WORKERS from the environment.
-CMD ["python3", "-m", "app.serve"]
-
 FROM base AS cpu
 COPY --from=build-cpu /opt/venv /opt/venv
+USER app
 
-FROM base AS gpu
-COPY --from=build /opt/venv /opt/venv
+FROM build AS gpu
+USER app

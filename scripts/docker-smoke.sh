@@ -31,7 +31,7 @@ step "install docker.io, docker-compose, debootstrap"
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q --no-install-recommends docker.io docker-compose debootstrap iptables >/dev/null
 
-step "start dockerd (data under $WORK)"
+step "start dockerd (data under $WORK; $(df -h --output=avail "$WORK" | tail -1 | tr -d ' ') free there)"
 export DOCKER_HOST="unix://$WORK/docker.sock"
 dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \
     --host "$DOCKER_HOST" >"$WORK/dockerd.log" 2>&1 &
@@ -59,6 +59,7 @@ DOCKERFILE
 step "docker build the project's Dockerfile (default target: the GPU image, with torch)"
 docker build --network host -t "$IMAGE" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; exit 1; }
 docker image ls "$IMAGE" --format 'image size: {{.Size}}'
+echo "docker's data after the GPU build: $(du -sh "$WORK/data" | cut -f1)"
 
 step "docker build --target cpu (ONNX Runtime, no torch): at most 1 GB"
 docker build --network host --target cpu -t "$IMAGE-cpu" . >"$WORK/build-cpu.log" 2>&1 \
