@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.config import Settings
-from app.decode import Decoder, Prepared
 from app.deps import (
     API_KEY_SECURITY,
     EngineDep,
@@ -18,9 +16,11 @@ from app.deps import (
     ready_engine,
     require_api_key,
 )
-from app.engine import EngineUnavailableError, InferenceEngine, Result
+from app.engine import InferenceEngine
 from app.errors import ApiError, echo
 from app.multipart import MultipartError, parse_multipart
+from app.pipeline import BODY_SLACK, Deadline, classify, read_body
+from app.pipeline import stages as stage_seconds
 from app.schemas import (
     BatchItem,
     BatchPredictResponse,
@@ -31,12 +31,9 @@ from app.schemas import (
     Timing,
 )
 from model.meta import CheckpointInfo
-from model.preprocess import ImageError
 
 router = APIRouter(tags=["predict"])
 
-# Multipart headers and boundaries on top of the image itself.
-MULTIPART_SLACK = 64 * 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -65,55 +62,6 @@ def _upload_body(field: str, many: bool) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}, "security": API_KEY_SECURITY}
 
 
-class Deadline:
-    """A request's two deadlines on one timer: its body within BODY_TIMEOUT_S (408), then its
-    answer within REQUEST_TIMEOUT_S: decoding, queueing and inference together (504).
-
-    One asyncio.timeout rescheduled rather than two: each costs ~8 us, a few per cent of a small
-    request's CPU at c=32."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.body_s, self.answer_s = settings.body_timeout_s, settings.request_timeout_s
-        self.receiving = True
-        self._timer = asyncio.timeout(self.body_s)
-
-    async def __aenter__(self) -> Deadline:
-        await self._timer.__aenter__()
-        return self
-
-    def body_received(self) -> None:
-        self.receiving = False
-        self._timer.reschedule(asyncio.get_running_loop().time() + self.answer_s)
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        try:
-            await self._timer.__aexit__(*exc_info)
-        except TimeoutError:
-            if self.receiving:
-                raise ApiError(
-                    408,
-                    f"the request body did not arrive within {self.body_s:g} s",
-                    {"Connection": "close"},
-                ) from None
-            raise ApiError(
-                504, f"no result within the request timeout of {self.answer_s:g} s"
-            ) from None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, stopping with 413 as soon as it passes the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _uploads(
     request: Request, settings: Settings, field: str
 ) -> list[tuple[str | None, bytes]]:
@@ -121,7 +69,7 @@ async def _uploads(
     limit = settings.max_upload_bytes
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        body = await _read_body(request, limit + MULTIPART_SLACK)
+        body = await read_body(request, limit + BODY_SLACK)
         try:
             # The raw header: a boundary is case-sensitive (browsers use mixed case).
             raw_type = request.headers["content-type"]
@@ -140,7 +88,7 @@ async def _uploads(
                 )
         return files
     if content_type.startswith(("image/", "application/octet-stream")) and field == "image":
-        return [(None, await _read_body(request, limit))]
+        return [(None, await read_body(request, limit))]
     raise ApiError(
         415,
         f"send the image as multipart field '{field}' (curl -F {field}=@photo.png)"
@@ -163,49 +111,8 @@ def _prediction(probs: list[float], ckpt: CheckpointInfo, top_k: int) -> dict[st
     }
 
 
-async def _prepare(
-    decoder: Decoder, name: str | None, data: bytes, named: bool, busy: bool
-) -> Prepared:
-    try:
-        return await decoder.prepare(data, busy)
-    except ImageError as exc:
-        if not named:
-            raise
-        # Name the file; the same error type keeps the status it maps to.
-        raise type(exc)(f"{echo(name) or 'image'}: {exc}") from exc
-
-
-async def _classify(
-    request: Request,
-    engine: InferenceEngine,
-    uploads: list[tuple[str | None, bytes]],
-    named: bool = False,
-) -> tuple[list[Prepared], Result]:
-    """Decode the uploads and run them through the network under one admission: 503 when the
-    service already holds QUEUE_SIZE images (decoding, queued or in a forward pass). The
-    caller's Deadline bounds the time."""
-    state = request.app.state
-    try:
-        with state.admission.admit(len(uploads)):
-            busy = state.admission.held > len(uploads)  # other requests are in flight
-            prepared = [await _prepare(state.decoder, n, d, named, busy) for n, d in uploads]
-            return prepared, await engine.infer([p.image for p in prepared])
-    except EngineUnavailableError as exc:
-        raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def _stages(prepared: list[Prepared], result: Result) -> dict[str, float]:
-    """Seconds per stage of one request (decode and preprocess summed over its images)."""
-    return {
-        "decode": sum(p.decode_s for p in prepared),
-        "preprocess": sum(p.preprocess_s for p in prepared),
-        "queue": result.queue_s,
-        "inference": result.inference_s,
-    }
 
 
 def _envelope(engine: InferenceEngine, start: float, stages: dict[str, float]) -> dict[str, Any]:
@@ -274,8 +181,8 @@ async def predict(request: Request) -> Response:
                 422, f"{len(uploads)} files in field 'image'; send several to /predict/batch"
             )
         deadline.body_received()
-        prepared, result = await _classify(request, engine, uploads)
-    stages = _stages(prepared, result)
+        prepared, result = await classify(request, engine, uploads)
+    stages = stage_seconds(prepared, result)
     engine.metrics.observe_stages(**stages)
     answer = PredictResponse(
         **_prediction(result.probs[0], engine.ckpt, top_k),
@@ -307,7 +214,7 @@ async def predict_batch(
             limit = settings.max_batch_images
             raise ApiError(422, f"{len(uploads)} images sent; the limit is {limit}")
         deadline.body_received()
-        prepared, result = await _classify(request, engine, uploads, named=True)
+        prepared, result = await classify(request, engine, uploads, named=True)
     k = top_k or settings.default_top_k
     results = [
         BatchItem(
@@ -315,7 +222,7 @@ async def predict_batch(
         )
         for (name, _), p in zip(uploads, result.probs, strict=True)
     ]
-    stages = _stages(prepared, result)
+    stages = stage_seconds(prepared, result)
     engine.metrics.observe_stages(**stages)
     return BatchPredictResponse(
         count=len(results), results=results, **_envelope(engine, start, stages)
