@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     model_checkpoint: Path = Field(
         SHIPPED_CHECKPOINT, description="checkpoint .safetensors (or .json)"
     )
+    model_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="the model's name under /v2/models/; default the checkpoint's architecture",
+    )
     model_device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
     max_batch_size: int | None = Field(
         None, ge=1, le=1024, description="images per forward pass; default 32 on CPU, 128 on CUDA"

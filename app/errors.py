@@ -1,4 +1,7 @@
-"""Every error as JSON {"detail": "..."} with the right status; bad input never becomes a 500."""
+"""Every error as JSON {"detail": "..."} with the right status; bad input never becomes a 500.
+
+Under /v2 (the Open Inference Protocol) the same errors read {"error": "..."}, as that protocol
+says; the statuses are the same."""
 
 from __future__ import annotations
 
@@ -37,6 +40,11 @@ def echo(text: str | None, limit: int = ECHO_MAX) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def image_error_status(exc: ImageError) -> int:
+    """The status an unusable image is answered with: 415, 413 or 422."""
+    return next((s for t, s in IMAGE_ERROR_STATUS.items() if isinstance(exc, t)), 422)
+
+
 class ApiError(Exception):
     """An error answer: status, one-sentence detail, optional headers."""
 
@@ -47,8 +55,15 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+OIP_PREFIX = "/v2"
+
+
+def _json(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    path = request.url.path
+    key = "error" if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/") else "detail"
+    return JSONResponse({key: detail}, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -64,29 +79,28 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every failure into {"detail": "..."}."""
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _json(exc.status, exc.detail, exc.headers)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _json(request, exc.status, exc.detail, exc.headers)
 
     @app.exception_handler(ImageError)
-    async def image_error(_: Request, exc: ImageError) -> JSONResponse:
-        status = next((s for t, s in IMAGE_ERROR_STATUS.items() if isinstance(exc, t)), 422)
-        return _json(status, str(exc))
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return _json(request, image_error_status(exc), str(exc))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _json(exc.status_code, str(exc.detail), exc.headers)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _json(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _json(422, _validation_message(exc))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json(request, 422, _validation_message(exc))
 
     @app.exception_handler(ClientDisconnect)
     async def client_went_away(request: Request, _: ClientDisconnect) -> JSONResponse:
         # Not a server error: counted apart as 499 (nginx's "client closed request"), one line.
         log.info("client closed the connection during %s %s", request.method, request.url.path)
-        return _json(CLIENT_CLOSED, "the client closed the connection before the answer")
+        return _json(request, CLIENT_CLOSED, "the client closed the connection before the answer")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _json(500, "internal server error")
+        return _json(request, 500, "internal server error")

@@ -17,7 +17,7 @@ from app.decode import Decoder
 from app.engine import Admission, InferenceEngine, describe_device, nvidia_device_present
 from app.errors import install_error_handlers
 from app.metrics import Metrics, RequestMetricsMiddleware
-from app.routes import health, model, predict
+from app.routes import health, model, predict, v2
 from app.runtime import cpu_flags, installed
 from app.security import protect_docs
 from model.meta import CheckpointError, CheckpointInfo, read_checkpoint_info
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.ckpt = ckpt
     app.state.metrics = metrics
     app.state.engine = None
     install_error_handlers(app)
@@ -151,8 +152,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    for module in (predict, model, health):
+    for module in (predict, model, health, v2):
         app.include_router(module.router)
-    openapi.install(app, settings)
+    openapi.install(
+        app,
+        settings,
+        v2.OPENAPI_MODELS,
+        {"model_name": v2.served_name(settings, ckpt), "model_version": ckpt.short_hash},
+    )
     protect_docs(app)
     return app

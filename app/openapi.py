@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from app.config import Settings
 
@@ -32,13 +33,42 @@ def describe_settings(schema: dict[str, Any], settings: Settings) -> dict[str, A
     return schema
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Make app.openapi() return the document with the settings described (built once)."""
+def add_models(schema: dict[str, Any], models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+    """Put the schemas of models that routes read themselves (not FastAPI) into the document's
+    components, where their operations refer to them; return it."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for m in models:
+        own = m.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(own.pop("$defs", {}))
+        components[m.__name__] = own
+    return schema
+
+
+def fix_path_values(schema: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """Give path parameters that have one valid value (the served model's name and version)
+    that value as their only choice: Swagger UI offers it, clients see it; return the document."""
+    for op in _operations(schema):
+        for param in op.get("parameters", []):
+            if param.get("in") == "path" and param["name"] in values:
+                value = values[param["name"]]
+                param["schema"] = {**param.get("schema", {}), "enum": [value], "default": value}
+    return schema
+
+
+def install(
+    app: FastAPI,
+    settings: Settings,
+    models: tuple[type[BaseModel], ...] = (),
+    path_values: dict[str, str] | None = None,
+) -> None:
+    """Make app.openapi() return the document with the settings described, `models` added and
+    `path_values` fixed (built once)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = describe_settings(build(), settings)
+            schema = fix_path_values(add_models(build(), models), path_values or {})
+            app.openapi_schema = describe_settings(schema, settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

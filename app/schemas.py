@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorResponse(BaseModel):
@@ -104,3 +104,87 @@ class Ready(BaseModel):
     status: str = Field(examples=["ready"])
     device: str
     checkpoint: str
+
+
+# The Open Inference Protocol (KServe v2) REST bodies, for the OpenAPI document. The routes read
+# and write them through app.oip, which also handles the binary tensor data extension.
+
+
+class V2Error(BaseModel):
+    """Every error under /v2, as the protocol has it."""
+
+    error: str = Field(examples=["unknown model 'resnet'; this server serves 'd2l-resnet18'"])
+
+
+class V2ServerMetadata(BaseModel):
+    name: str = Field(examples=["fashion-resnet"])
+    version: str = Field(examples=["0.1.0"])
+    extensions: list[str] = Field(examples=[["binary_tensor_data"]])
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorSpec(BaseModel):
+    name: str = Field(examples=["image"])
+    datatype: str = Field(examples=["BYTES"])
+    shape: list[int] = Field(examples=[[-1]], description="-1: any size")
+
+
+class V2ModelMetadata(BaseModel):
+    name: str = Field(examples=["d2l-resnet18"])
+    versions: list[str] = Field(description="the served checkpoint's short sha256")
+    platform: str = Field(examples=["onnxruntime"])
+    inputs: list[V2TensorSpec]
+    outputs: list[V2TensorSpec]
+
+
+class V2RequestInput(BaseModel):
+    name: str = Field(examples=["image"], description="'image' (BYTES [B]) or 'pixels' (UINT8)")
+    shape: list[int] = Field(examples=[[1]])
+    datatype: str = Field(examples=["BYTES"])
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"binary_data_size": N} when the data follows the JSON in binary'
+    )
+    data: list[Any] | None = Field(
+        None, description="row-major values; an image file in JSON is a base64 string"
+    )
+
+
+class V2RequestOutput(BaseModel):
+    name: str = Field(examples=["probabilities"])
+    parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data": True}])
+
+
+class V2InferenceRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data_output": False}])
+    inputs: list[V2RequestInput]
+    outputs: list[V2RequestOutput] | None = Field(None, description="default: every output")
+
+
+class V2ResponseOutput(BaseModel):
+    name: str = Field(examples=["label"])
+    shape: list[int] = Field(examples=[[1]])
+    datatype: str = Field(examples=["BYTES"])
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = Field(None, examples=[["Ankle boot"]])
+
+
+class V2InferenceResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[V2ResponseOutput]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
+from model.meta import SHIPPED_CHECKPOINT
 from model.net import init_xavier, resnet18
 from tests.helpers import TINY_TEST, TINY_TRAIN, make_settings, png_bytes, served
 
@@ -68,6 +69,14 @@ def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
     """A started app (lifespan run, model warmed up) on the random-weight checkpoint."""
     with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def shipped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server process on the shipped, trained checkpoint; its URL."""
+    log = tmp_path_factory.mktemp("shipped") / "server.log"
+    with served(SHIPPED_CHECKPOINT, log, LOG_LEVEL="warning") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,247 @@
+"""The Open Inference Protocol (KServe "v2", as Triton speaks it) over REST, beside /predict.
+
+Triton and KServe clients (tritonclient.http, kserve.InferenceRESTClient) call the model here
+with JSON tensors or the binary tensor data extension. The requests share /predict's pipeline:
+the same deadlines, admission, decoding, batching and error statuses; errors read
+{"error": "..."} (app.errors does that for every path under /v2).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from app.config import Settings
+from app.deps import API_KEY_SECURITY, check_api_key, ready_engine
+from app.engine import InferenceEngine
+from app.errors import ApiError, echo
+from app.oip import HEADER_LENGTH, OipError, encode_infer, input_spec, output_spec, parse_infer
+from app.pipeline import BODY_SLACK, Deadline, classify, classify_pixels, read_body, stages
+from app.schemas import (
+    V2Error,
+    V2InferenceRequest,
+    V2InferenceResponse,
+    V2Live,
+    V2ModelMetadata,
+    V2ModelReady,
+    V2Ready,
+    V2ServerMetadata,
+)
+from model.meta import CheckpointInfo
+from model.preprocess import NATIVE_SIZE
+
+TAG = "open inference protocol (v2)"
+router = APIRouter(prefix="/v2", tags=[TAG])
+SERVER_NAME = "fashion-resnet"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "malformed request: JSON, shape, datatype or binary data (the message says which)",
+        401: "API key missing or wrong (only when API_KEY is set)",
+        404: "no such model or version",
+        408: "the body did not arrive within BODY_TIMEOUT_S",
+        413: "body or image dimensions over the limit",
+        415: "an element of 'image' is not an image the service reads",
+        422: "an element of 'image' is a corrupt image",
+        503: "queue full or model not loaded (see Retry-After)",
+        504: "no result within the request timeout",
+    }
+    return {c: {"model": V2Error, "description": text[c]} for c in codes}
+
+
+def served_name(settings: Settings, ckpt: CheckpointInfo) -> str:
+    """The name this server's one model answers to: MODEL_NAME, or the checkpoint's
+    architecture."""
+    return settings.model_name or ckpt.architecture
+
+
+def _model(request: Request, name: str, version: str | None) -> InferenceEngine:
+    """The engine serving `name` (and `version`, when given): 404 for another model, 503 while
+    it is loading."""
+    served = served_name(request.app.state.settings, request.app.state.ckpt)
+    if name != served:
+        raise ApiError(404, f"unknown model '{echo(name)}'; this server serves '{served}'")
+    engine = ready_engine(request)
+    if version is not None and version != engine.ckpt.short_hash:
+        raise ApiError(
+            404,
+            f"model '{served}' has no version '{echo(version)}'; "
+            f"its version is '{engine.ckpt.short_hash}' (or leave the version out)",
+        )
+    return engine
+
+
+@router.get("", response_model=V2ServerMetadata, summary="Server metadata")
+async def server_metadata(request: Request) -> V2ServerMetadata:
+    """The server's name, version and protocol extensions."""
+    return V2ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", response_model=V2Live, summary="Server liveness")
+async def server_live() -> V2Live:
+    """200 while the process answers."""
+    return V2Live(live=True)
+
+
+@router.get(
+    "/health/ready", response_model=V2Ready, responses=_errors(400), summary="Server readiness"
+)
+async def server_ready(request: Request) -> V2Ready:
+    """200 once the model is loaded and warmed up; 400 before (the protocol's 4xx for false)."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None or not engine.ready:
+        raise ApiError(400, "not ready: the model is not loaded and warmed up yet")
+    return V2Ready(ready=True)
+
+
+async def _model_ready(request: Request, name: str, version: str | None) -> V2ModelReady:
+    try:
+        _model(request, name, version)
+    except ApiError as exc:
+        if exc.status != 503:
+            raise
+        raise ApiError(400, f"model '{echo(name)}' is not ready: {exc.detail}") from None
+    return V2ModelReady(name=name, ready=True)
+
+
+async def _metadata(request: Request, name: str, version: str | None) -> V2ModelMetadata:
+    check_api_key(request)
+    engine = _model(request, name, version)
+    ckpt = engine.ckpt
+    return V2ModelMetadata(
+        name=name,
+        versions=[ckpt.short_hash],
+        platform=engine.runner.name.split()[0],
+        inputs=input_spec(NATIVE_SIZE),
+        outputs=output_spec(len(ckpt.class_names)),
+    )
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    check_api_key(request)
+    engine = _model(request, name, version)
+    settings = request.app.state.settings
+    start = time.perf_counter()
+    async with Deadline(settings) as deadline:
+        body = await read_body(request, settings.max_upload_bytes + BODY_SLACK)
+        try:
+            req = parse_infer(
+                body, request.headers.get(HEADER_LENGTH), settings.max_batch_images, NATIVE_SIZE
+            )
+        except OipError as exc:
+            raise ApiError(400, str(exc)) from None
+        deadline.body_received()
+        if req.images is not None:
+            uploads = [(f"element {i} of input 'image'", d) for i, d in enumerate(req.images)]
+            prepared, result = await classify(request, engine, uploads, named=True)
+            engine.metrics.observe_stages(**stages(prepared, result))
+        else:
+            result = await classify_pixels(request, engine, list(req.pixels))  # type: ignore[arg-type]
+            engine.metrics.observe_stages(queue=result.queue_s, inference=result.inference_s)
+    body, json_length = encode_infer(
+        req, name, engine.ckpt.short_hash, result.probs, engine.ckpt.class_names
+    )
+    headers = {"X-Inference-Time-Ms": f"{(time.perf_counter() - start) * 1000:.3f}"}
+    if json_length is None:
+        return Response(body, media_type="application/json", headers=headers)
+    headers[HEADER_LENGTH] = str(json_length)
+    return Response(body, media_type="application/octet-stream", headers=headers)
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/V2InferenceRequest"},
+                "example": {
+                    "inputs": [
+                        {"name": "pixels", "shape": [1, 28, 28], "datatype": "UINT8",
+                         "data": [0] * (28 * 28)}
+                    ],
+                    "outputs": [{"name": "label"}, {"name": "probabilities"}],
+                },
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": f"binary tensor data extension: the JSON request, then each "
+                f"input's raw data; header {HEADER_LENGTH} gives the JSON's length",
+            },
+        },
+    },
+    "security": API_KEY_SECURITY,
+}  # fmt: skip
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "when an output asks for binary_data: the JSON response, then the "
+                f"outputs' raw data ({HEADER_LENGTH} gives the JSON's length)",
+            }
+        }
+    },
+    **_errors(400, 401, 404, 408, 413, 415, 422, 503, 504),
+}
+METADATA = {
+    "response_model": V2ModelMetadata,
+    "responses": _errors(401, 404, 503),
+    "openapi_extra": {"security": API_KEY_SECURITY},
+}
+READY = {"response_model": V2ModelReady, "responses": _errors(400, 404)}
+INFER = {
+    "response_model": V2InferenceResponse,
+    "responses": INFER_RESPONSES,
+    "openapi_extra": INFER_BODY,
+}
+MODEL, VERSION = "/models/{model_name}", "/models/{model_name}/versions/{model_version}"
+
+
+@router.get(MODEL, summary="Model metadata", **METADATA)
+async def model_metadata(request: Request, model_name: str) -> V2ModelMetadata:
+    """The model's name, versions, platform, and its inputs' and outputs' names, datatypes and
+    shapes."""
+    return await _metadata(request, model_name, None)
+
+
+@router.get(VERSION, summary="Model metadata (one version)", **METADATA)
+async def version_metadata(
+    request: Request, model_name: str, model_version: str
+) -> V2ModelMetadata:
+    """As above, for one version: the checkpoint's short sha256."""
+    return await _metadata(request, model_name, model_version)
+
+
+@router.get(MODEL + "/ready", summary="Model readiness", **READY)
+async def model_ready(request: Request, model_name: str) -> V2ModelReady:
+    """200 once the model can infer; 400 before (the protocol's 4xx for false)."""
+    return await _model_ready(request, model_name, None)
+
+
+@router.get(VERSION + "/ready", summary="Model readiness (one version)", **READY)
+async def version_ready(request: Request, model_name: str, model_version: str) -> V2ModelReady:
+    """As above, for one version."""
+    return await _model_ready(request, model_name, model_version)
+
+
+@router.post(MODEL + "/infer", summary="Inference", **INFER)
+async def model_infer(request: Request, model_name: str) -> Response:
+    """Classify images sent as the `image` input (BYTES [B]: image files, base64 in JSON) or
+    the `pixels` input (UINT8 [B, 28, 28]). Outputs `probabilities` (FP32 [B, 10]) and `label`
+    (BYTES [B]); the request's `outputs` list picks among them, each as JSON or binary data
+    (`"parameters": {"binary_data": true}`)."""
+    return await _infer(request, model_name, None)
+
+
+@router.post(VERSION + "/infer", summary="Inference (one version)", **INFER)
+async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
+    """As above, for one version."""
+    return await _infer(request, model_name, model_version)
+
+
+# The request body is read by app.oip, not by FastAPI: its schema is added to the document.
+OPENAPI_MODELS = (V2InferenceRequest,)
