@@ -1,6 +1,6 @@
 """A light HTTP/1.1 load client: keep-alive connections posting one prebuilt body in a loop.
 
-    python benchmarks/load_client.py URL BODY_FILE CONTENT_TYPE CONCURRENCY SECONDS
+    python benchmarks/load_client.py URL BODY_FILE CONTENT_TYPE CONCURRENCY SECONDS [HEADER]
 
 Standard library only, so it starts fast and costs little; prints one JSON line (requests,
 seconds, errors, p50/p95/p99 in ms). serve_load.py uses it when wrk is not installed.
@@ -27,7 +27,7 @@ async def _client(
             start = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             await reader.readexactly(int(length.group(1)) if length else 0)
             latencies.append(time.perf_counter() - start)
             if not head.startswith(b"HTTP/1.1 2"):
@@ -39,13 +39,15 @@ async def _client(
 
 
 async def _drive(
-    url: str, content_type: str, body: bytes, concurrency: int, seconds: float
+    url: str, content_type: str, body: bytes, concurrency: int, seconds: float, header: str = ""
 ) -> dict[str, float]:
     parsed = urllib.parse.urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     request = (
         f"POST {parsed.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        + (f"{header}\r\n" if header else "")
+        + "\r\n"
     ).encode() + body
     latencies: list[float] = []
     errors: list[int] = []
@@ -72,7 +74,9 @@ async def _drive(
 
 def main() -> None:
     url, body, content_type, concurrency, seconds = sys.argv[1:6]
-    report = _drive(url, content_type, Path(body).read_bytes(), int(concurrency), float(seconds))
+    header = sys.argv[6] if len(sys.argv) > 6 else ""
+    data = Path(body).read_bytes()
+    report = _drive(url, content_type, data, int(concurrency), float(seconds), header)
     print(json.dumps(asyncio.run(report)))
 
 

@@ -61,6 +61,7 @@ from benchmarks.peer_servers import (  # noqa: E402
 )
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.data import load_split  # noqa: E402
+from model.meta import read_checkpoint_info  # noqa: E402
 from model.preprocess import to_model_input  # noqa: E402
 
 # A 400x534 baseline JPEG of jeans on a plain floor, the size product photos come in.
@@ -73,6 +74,9 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("LOAD_CONTENT_TYPE")
+if os.getenv("LOAD_HEADER_NAME") then
+  wrk.headers[os.getenv("LOAD_HEADER_NAME")] = os.getenv("LOAD_HEADER_VALUE")
+end
 
 function done(summary, latency, requests)
   local e = summary.errors
@@ -87,11 +91,13 @@ end
 
 @dataclass(frozen=True)
 class Upload:
-    """One prebuilt multipart request body."""
+    """One prebuilt request: body, content type, the service's path for it, one more header."""
 
     name: str
     content_type: str
     body: bytes
+    path: str = "/predict"
+    header: tuple[str, str] | None = None
 
 
 @dataclass
@@ -133,6 +139,20 @@ def multipart(name: str, filename: str, mime: str, data: bytes) -> Upload:
     return Upload(name, f"multipart/form-data; boundary={BOUNDARY}", body)
 
 
+def oip_binary(name: str, image: bytes, model: str) -> Upload:
+    """An Open Inference Protocol request for one image file as a binary BYTES tensor, built by
+    tritonclient as InferenceServerClient.infer sends it (both outputs, binary)."""
+    import tritonclient.http as triton
+
+    tensor = triton.InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image], dtype=object), binary_data=True)
+    outputs = [triton.InferRequestedOutput(o, binary_data=True) for o in ("probabilities", "label")]
+    body, json_size = triton.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+    header = ("Inference-Header-Content-Length", str(json_size))
+    path = f"/v2/models/{model}/infer"
+    return Upload(name, "application/octet-stream", body, path, header)
+
+
 def fashion_mnist_png() -> bytes:
     """The first Fashion-MNIST test image as a 28x28 grayscale PNG."""
     buf = io.BytesIO()
@@ -155,6 +175,8 @@ def run_wrk(url: str, upload: Upload, concurrency: int, seconds: float) -> dict[
         script.write_text(WRK_SCRIPT)
         body.write_bytes(upload.body)
         env = {**os.environ, "LOAD_BODY": str(body), "LOAD_CONTENT_TYPE": upload.content_type}
+        if upload.header:
+            env["LOAD_HEADER_NAME"], env["LOAD_HEADER_VALUE"] = upload.header
         cmd = ["nice", "-n", "10", "wrk", "-t1", f"-c{concurrency}", f"-d{math.ceil(seconds)}s"]
         cmd += ["--timeout", "30s", "-s", str(script), url]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
@@ -168,6 +190,7 @@ def run_python(url: str, upload: Upload, concurrency: int, seconds: float) -> di
         body.flush()
         cmd = ["nice", "-n", "10", sys.executable, str(Path(__file__).with_name("load_client.py"))]
         cmd += [url, body.name, upload.content_type, str(concurrency), str(seconds)]
+        cmd += [": ".join(upload.header)] if upload.header else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -247,7 +270,7 @@ class Driver:
     ) -> LoadResult:
         """Warm up, then one measured run at `url`; CPU is counted over the server's whole process
         group (the service's decoding process, a peer's workers)."""
-        base = url.removesuffix("/predict")
+        base = url.removesuffix(upload.path)
         cpu_of = group_cpu
         self.requests += int(self.run(url, upload, concurrency, self.warmup)["requests"])
         before = batch_totals(base) if service else (0.0, 0.0)
@@ -398,7 +421,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     p.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="the real photo to post")
-    p.add_argument("--inputs", nargs="+", choices=["fmnist", "photo"], default=["fmnist", "photo"])
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        choices=["fmnist", "photo", "v2"],
+        default=["fmnist", "photo", "v2"],
+        help="v2: the PNG as tritonclient sends it to the service's Open Inference Protocol route",
+    )
     p.add_argument(
         "--servers", nargs="+", choices=["service", "naive"], default=["service", "naive"]
     )
@@ -429,6 +458,11 @@ def main() -> None:
             "image/jpeg" if args.photo.suffix.lower() in (".jpg", ".jpeg") else "image/png",
             args.photo.read_bytes(),
         ),
+        "v2": oip_binary(
+            "v2-fmnist-png",
+            fashion_mnist_png(),
+            read_checkpoint_info(settings.model_checkpoint).architecture,
+        ),
     }
     uploads = {k: uploads[k] for k in args.inputs}
     raw_model = RawModel(settings, args.raw_seconds) if "service" in args.servers else None
@@ -449,9 +483,10 @@ def main() -> None:
         app = "app.serve" if service else f"{naive} --log-level warning"
         extra = args.server_args.split() if service else []
         with server(app, "/health/ready" if service else "/health", env, extra) as (base, pid):
-            for upload in uploads.values():
+            # The naive wrapper has /predict only.
+            for upload in (u for u in uploads.values() if service or u.path == "/predict"):
                 for c in args.concurrency:
-                    results.append(driver.load(name, base + "/predict", pid, upload, c, service))
+                    results.append(driver.load(name, base + upload.path, pid, upload, c, service))
                     if service and not memory:
                         memory["rss_after_warmup_mb"] = rss_mb(pid)
                         driver.requests = 0
@@ -478,7 +513,7 @@ def main() -> None:
             peers[name] = {"config": str(config), "tuning_c32_rps": tuning}
             probe = uploads["fmnist"]
             with start(python, config, probe.body, probe.content_type) as (url, pid):
-                for upload in uploads.values():
+                for upload in (u for u in uploads.values() if u.path == "/predict"):
                     for c in args.concurrency:
                         results.append(driver.load(name, url, pid, upload, c, service=False))
     print("\nraw ceiling, in-process, same device (ms per forward, images/s):")
@@ -551,7 +586,8 @@ def acceptance(rows: list[dict[str, Any]], memory: dict[str, float]) -> list[dic
     model's batch-1 time, the PNG's rate and latency for the photo, memory growth."""
     service = {(r["input"], r["concurrency"]): r for r in rows if r["server"] == "service"}
     png = {c: r for (name, c), r in service.items() if name == "fmnist-28.png"}
-    photo = {c: r for (name, c), r in service.items() if name != "fmnist-28.png"}
+    photo = {c: r for (name, c), r in service.items() if name.startswith("photo")}
+    v2 = {c: r for (name, c), r in service.items() if name.startswith("v2")}
     checks: list[dict[str, object]] = []
 
     def check(what: str, ok: bool) -> None:
@@ -571,6 +607,9 @@ def acceptance(rows: list[dict[str, Any]], memory: dict[str, float]) -> list[dic
     if 32 in png and 32 in photo:
         ratio = round(photo[32]["rps"] / png[32]["rps"], 2)
         check(f"photo c=32 {photo[32]['rps']} req/s = {ratio} x the PNG's >= 0.5", ratio >= 0.5)
+    if 32 in png and 32 in v2:
+        ratio = round(v2[32]["rps"] / png[32]["rps"], 2)
+        check(f"v2 binary c=32 {v2[32]['rps']} req/s = {ratio} x /predict's >= 0.9", ratio >= 0.9)
     if 1 in png and 1 in photo:
         p, q = photo[1]["p50_ms"], png[1]["p50_ms"]
         check(f"photo c=1 p50 {p} ms <= PNG p50 {q} ms + 1.5", p <= q + 1.5)
