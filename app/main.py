@@ -152,7 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    for module in (predict, model, health, v2):
+    # Routes are matched in order, each match costing microseconds: the prediction routes first.
+    for module in (predict, v2, model, health):
         app.include_router(module.router)
     openapi.install(
         app,

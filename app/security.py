@@ -15,7 +15,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DOC_PAGES = ("/docs", "/redoc")
-NO_STORE_PREFIX = "/predict"
+# Predictions are never cached: /predict* and the Open Inference Protocol model routes.
+NO_STORE_PREFIX = ("/predict", "/v2/models/")
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 # The docs pages load everything from this origin (the offline Swagger UI and ReDoc bundles);

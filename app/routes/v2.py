@@ -75,29 +75,6 @@ def _model(request: Request, name: str, version: str | None) -> InferenceEngine:
     return engine
 
 
-@router.get("", response_model=V2ServerMetadata, summary="Server metadata")
-async def server_metadata(request: Request) -> V2ServerMetadata:
-    """The server's name, version and protocol extensions."""
-    return V2ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=EXTENSIONS)
-
-
-@router.get("/health/live", response_model=V2Live, summary="Server liveness")
-async def server_live() -> V2Live:
-    """200 while the process answers."""
-    return V2Live(live=True)
-
-
-@router.get(
-    "/health/ready", response_model=V2Ready, responses=_errors(400), summary="Server readiness"
-)
-async def server_ready(request: Request) -> V2Ready:
-    """200 once the model is loaded and warmed up; 400 before (the protocol's 4xx for false)."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None or not engine.ready:
-        raise ApiError(400, "not ready: the model is not loaded and warmed up yet")
-    return V2Ready(ready=True)
-
-
 async def _model_ready(request: Request, name: str, version: str | None) -> V2ModelReady:
     try:
         _model(request, name, version)
@@ -201,6 +178,45 @@ INFER = {
 MODEL, VERSION = "/models/{model_name}", "/models/{model_name}/versions/{model_version}"
 
 
+# Inference first: routes are matched in the order they are declared.
+@router.post(MODEL + "/infer", summary="Inference", **INFER)
+async def model_infer(request: Request, model_name: str) -> Response:
+    """Classify images sent as the `image` input (BYTES [B]: image files, base64 in JSON) or
+    the `pixels` input (UINT8 [B, 28, 28]). Outputs `probabilities` (FP32 [B, 10]) and `label`
+    (BYTES [B]); the request's `outputs` list picks among them, each as JSON or binary data
+    (`"parameters": {"binary_data": true}`)."""
+    return await _infer(request, model_name, None)
+
+
+@router.post(VERSION + "/infer", summary="Inference (one version)", **INFER)
+async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
+    """As above, for one version."""
+    return await _infer(request, model_name, model_version)
+
+
+@router.get("", response_model=V2ServerMetadata, summary="Server metadata")
+async def server_metadata(request: Request) -> V2ServerMetadata:
+    """The server's name, version and protocol extensions."""
+    return V2ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", response_model=V2Live, summary="Server liveness")
+async def server_live() -> V2Live:
+    """200 while the process answers."""
+    return V2Live(live=True)
+
+
+@router.get(
+    "/health/ready", response_model=V2Ready, responses=_errors(400), summary="Server readiness"
+)
+async def server_ready(request: Request) -> V2Ready:
+    """200 once the model is loaded and warmed up; 400 before (the protocol's 4xx for false)."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None or not engine.ready:
+        raise ApiError(400, "not ready: the model is not loaded and warmed up yet")
+    return V2Ready(ready=True)
+
+
 @router.get(MODEL, summary="Model metadata", **METADATA)
 async def model_metadata(request: Request, model_name: str) -> V2ModelMetadata:
     """The model's name, versions, platform, and its inputs' and outputs' names, datatypes and
@@ -226,21 +242,6 @@ async def model_ready(request: Request, model_name: str) -> V2ModelReady:
 async def version_ready(request: Request, model_name: str, model_version: str) -> V2ModelReady:
     """As above, for one version."""
     return await _model_ready(request, model_name, model_version)
-
-
-@router.post(MODEL + "/infer", summary="Inference", **INFER)
-async def model_infer(request: Request, model_name: str) -> Response:
-    """Classify images sent as the `image` input (BYTES [B]: image files, base64 in JSON) or
-    the `pixels` input (UINT8 [B, 28, 28]). Outputs `probabilities` (FP32 [B, 10]) and `label`
-    (BYTES [B]); the request's `outputs` list picks among them, each as JSON or binary data
-    (`"parameters": {"binary_data": true}`)."""
-    return await _infer(request, model_name, None)
-
-
-@router.post(VERSION + "/infer", summary="Inference (one version)", **INFER)
-async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
-    """As above, for one version."""
-    return await _infer(request, model_name, model_version)
 
 
 # The request body is read by app.oip, not by FastAPI: its schema is added to the document.
