@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: install serve test bench lint format
+DEPLOY_VENV := .venv-deploy
+CHECKOV := $(DEPLOY_VENV)/bin/checkov
+
+.PHONY: install serve test bench lint format manifests
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +25,18 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) lint
+test: $(STAMP) lint manifests
 	$(BIN)/python -m pytest
+
+# The Kubernetes and KServe manifests: rendered, schema-checked and scanned by checkov (pinned in
+# deploy/requirements.txt, in its own virtual environment: its dependencies clash with ours).
+$(CHECKOV): deploy/requirements.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -q -r deploy/requirements.txt
+	touch $(CHECKOV)
+
+manifests: $(STAMP) $(CHECKOV)
+	$(BIN)/python -m deploy.check_manifests --checkov $(CHECKOV)
 
 # The serving load benchmark with TorchServe and LitServe beside the service (about 15 minutes;
 # the first run also builds .venv-peers); the table goes to stdout, all figures to JSON.

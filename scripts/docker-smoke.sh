@@ -70,7 +70,7 @@ echo "cpu image size: $((size / 1000000)) MB"
 
 step "run the CPU image: ready within 2 s, a photo, no torch, RSS after warm-up at most 300 MB"
 started=$(date +%s.%N)
-docker run -d --name fashion-smoke-cpu -p "127.0.0.1:$((PORT + 1)):8000" "$IMAGE-cpu" >/dev/null
+docker run -d --read-only --tmpfs /tmp --name fashion-smoke-cpu -p "127.0.0.1:$((PORT + 1)):8000" "$IMAGE-cpu" >/dev/null
 until curl -sf "http://127.0.0.1:$((PORT + 1))/health/ready" >/dev/null; do
     python3 -c "import sys, time; sys.exit(time.time() - $started > 60)" || { docker logs fashion-smoke-cpu; exit 1; }
     sleep 0.05
@@ -94,7 +94,7 @@ echo "RSS after 200 photos, all processes: $((rss / 1024)) MB"
 docker rm -f fashion-smoke-cpu >/dev/null
 
 step "docker run -p $PORT:8000 and wait for /health/ready"
-docker run -d --name fashion-smoke -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
+docker run -d --read-only --tmpfs /tmp --name fashion-smoke -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
 for _ in $(seq 120); do
     curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
     sleep 1
