@@ -8,7 +8,6 @@ the same deadlines, admission, decoding, batching and error statuses; errors rea
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -98,11 +97,11 @@ async def _metadata(request: Request, name: str, version: str | None) -> V2Model
     )
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
+async def _infer(request: Request) -> Response:
     check_api_key(request)
+    name, version = request.path_params["model_name"], request.path_params.get("model_version")
     engine = _model(request, name, version)
     settings = request.app.state.settings
-    start = time.perf_counter()
     async with Deadline(settings) as deadline:
         body = await read_body(request, settings.max_upload_bytes + BODY_SLACK)
         try:
@@ -122,11 +121,18 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     body, json_length = encode_infer(
         req, name, engine.ckpt.short_hash, result.probs, engine.ckpt.class_names
     )
-    headers = {"X-Inference-Time-Ms": f"{(time.perf_counter() - start) * 1000:.3f}"}
     if json_length is None:
-        return Response(body, media_type="application/json", headers=headers)
-    headers[HEADER_LENGTH] = str(json_length)
-    return Response(body, media_type="application/octet-stream", headers=headers)
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)}
+    )
+
+
+def _path_parameters(*names: str) -> list[dict[str, Any]]:
+    """Path parameters declared for the document, for routes that read them from the request
+    (FastAPI's parameter solving cost ~25 us of a v2 request's ~300 on the event loop)."""
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in names]  # fmt: skip
 
 
 INFER_BODY = {
@@ -170,28 +176,34 @@ METADATA = {
     "openapi_extra": {"security": API_KEY_SECURITY},
 }
 READY = {"response_model": V2ModelReady, "responses": _errors(400, 404)}
-INFER = {
-    "response_model": V2InferenceResponse,
-    "responses": INFER_RESPONSES,
-    "openapi_extra": INFER_BODY,
-}
+INFER = {"response_model": V2InferenceResponse, "responses": INFER_RESPONSES}
 MODEL, VERSION = "/models/{model_name}", "/models/{model_name}/versions/{model_version}"
 
 
 # Inference first: routes are matched in the order they are declared.
-@router.post(MODEL + "/infer", summary="Inference", **INFER)
-async def model_infer(request: Request, model_name: str) -> Response:
+@router.post(
+    MODEL + "/infer",
+    summary="Inference",
+    openapi_extra={**INFER_BODY, "parameters": _path_parameters("model_name")},
+    **INFER,
+)
+async def model_infer(request: Request) -> Response:
     """Classify images sent as the `image` input (BYTES [B]: image files, base64 in JSON) or
     the `pixels` input (UINT8 [B, 28, 28]). Outputs `probabilities` (FP32 [B, 10]) and `label`
     (BYTES [B]); the request's `outputs` list picks among them, each as JSON or binary data
     (`"parameters": {"binary_data": true}`)."""
-    return await _infer(request, model_name, None)
+    return await _infer(request)
 
 
-@router.post(VERSION + "/infer", summary="Inference (one version)", **INFER)
-async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
+@router.post(
+    VERSION + "/infer",
+    summary="Inference (one version)",
+    openapi_extra={**INFER_BODY, "parameters": _path_parameters("model_name", "model_version")},
+    **INFER,
+)
+async def version_infer(request: Request) -> Response:
     """As above, for one version."""
-    return await _infer(request, model_name, model_version)
+    return await _infer(request)
 
 
 @router.get("", response_model=V2ServerMetadata, summary="Server metadata")

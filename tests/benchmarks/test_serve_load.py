@@ -54,3 +54,25 @@ def test_serve_load_reports_every_run_with_ratios(
     assert checked == [["PNG", "c=1"], ["photo", "c=1"], ["RSS", "growth"]]
     assert report["meta"]["generator"] == generator
     assert "| service | fmnist-28.png | 4 |" in done.stdout
+
+
+def _row(upload: str, rps: float) -> dict[str, object]:
+    return {"server": "service", "input": upload, "concurrency": 32, "rps": rps,
+            "p99_ms": 20.0, "errors": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize("paired", [False, True], ids=["one-run", "paired-medians"])
+def test_ratio_bars_rest_on_the_paired_medians_when_there_are_any(paired: bool) -> None:
+    from benchmarks.serve_load import acceptance
+
+    rows = [_row("fmnist-28.png", 1000.0), _row("v2-fmnist-png", 850.0), _row("photo-jpg", 480.0)]
+    rounds = {
+        "rates": {"v2-fmnist-png": [950.0, 980.0, 900.0], "photo-jpg": [520.0, 500.0, 510.0]},
+        "median_rps": {"v2-fmnist-png": 950.0, "photo-jpg": 510.0},
+        "vs_png": {"fmnist-28.png": 1.0, "v2-fmnist-png": 0.95, "photo-jpg": 0.51},
+    }
+    checks = {
+        c["what"].split(" c=32")[0]: c for c in acceptance(rows, {}, rounds if paired else {})
+    }
+    assert checks["v2 binary"]["ok"] is paired and checks["photo"]["ok"] is paired
+    assert ("median of 3 paired runs" in checks["v2 binary"]["what"]) is paired
