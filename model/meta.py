@@ -90,11 +90,13 @@ class CheckpointInfo:
     @property
     def graph_key(self) -> str:
         """What an exported graph of this checkpoint depends on, hashed: the weights, the
-        input transform and the calibration. A graph whose key differs is stale."""
+        input transform, the calibration and the INT8 record (ranges, guard). A graph whose key
+        differs is stale."""
         spec = {
             "weights_sha256": self.meta["weights_sha256"],
             "input": [self.input_size, self.mean, self.std],
             "temperature": self.temperature,
+            "int8": self.meta.get("int8"),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -80,6 +80,17 @@ def test_int8_keeps_accuracy_and_agrees_with_fp32_on_the_whole_test_set(
     assert int8.precision == "int8" and "int8" in int8.name
 
 
+def test_int8_probabilities_are_not_quantized(shipped: Checkpoint) -> None:
+    """The classifier's head stays in float: calibrated probabilities close to float32's, not
+    in the 1/255 steps a quantized softmax gives."""
+    images = load_split("test").images.numpy()[:512]
+    options = {p: ModelOptions(backend="onnxruntime", precision=p) for p in ("fp32", "int8")}
+    fp32, int8 = (build_runner(shipped, "cpu", options[p])(images) for p in ("fp32", "int8"))
+    on_grid = np.isclose(int8 * 255, np.round(int8 * 255), atol=1e-3).mean()
+    assert on_grid < 0.2, f"{on_grid:.0%} of INT8 probabilities are multiples of 1/255"
+    assert np.median(np.abs(int8 - fp32)) < 1e-3
+
+
 def test_int8_is_refused_without_a_passed_check(tmp_path: Path) -> None:
     path = copy_checkpoint(SHIPPED_CHECKPOINT, tmp_path / "c")
     meta = read_checkpoint_info(path).meta
