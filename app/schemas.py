@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -150,9 +150,11 @@ class V2ModelMetadata(BaseModel):
 
 
 class V2RequestInput(BaseModel):
-    name: str = Field(examples=["image"], description="'image' (BYTES [B]) or 'pixels' (UINT8)")
-    shape: list[int] = Field(examples=[[1]])
-    datatype: str = Field(examples=["BYTES"])
+    name: Literal["image", "pixels"] = Field(
+        examples=["image"], description="'image' (BYTES [B]) or 'pixels' (UINT8 [B, 28, 28])"
+    )
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=3, examples=[[1]])
+    datatype: Literal["BYTES", "UINT8"] = Field(examples=["BYTES"])
     parameters: dict[str, Any] | None = Field(
         None, description='{"binary_data_size": N} when the data follows the JSON in binary'
     )
@@ -162,15 +164,17 @@ class V2RequestInput(BaseModel):
 
 
 class V2RequestOutput(BaseModel):
-    name: str = Field(examples=["probabilities"])
+    name: Literal["probabilities", "label"] = Field(examples=["probabilities"])
     parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data": True}])
 
 
 class V2InferenceRequest(BaseModel):
     id: str | None = None
     parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data_output": False}])
-    inputs: list[V2RequestInput]
-    outputs: list[V2RequestOutput] | None = Field(None, description="default: every output")
+    inputs: list[V2RequestInput] = Field(min_length=1, max_length=1)
+    outputs: list[V2RequestOutput] | None = Field(
+        None, min_length=1, description="default: every output"
+    )
 
 
 class V2ResponseOutput(BaseModel):
