@@ -40,11 +40,6 @@ def echo(text: str | None, limit: int = ECHO_MAX) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def image_error_status(exc: ImageError) -> int:
-    """The status an unusable image is answered with: 415, 413 or 422."""
-    return next((s for t, s in IMAGE_ERROR_STATUS.items() if isinstance(exc, t)), 422)
-
-
 class ApiError(Exception):
     """An error answer: status, one-sentence detail, optional headers."""
 
@@ -84,7 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ImageError)
     async def image_error(request: Request, exc: ImageError) -> JSONResponse:
-        return _json(request, image_error_status(exc), str(exc))
+        status = next((s for t, s in IMAGE_ERROR_STATUS.items() if isinstance(exc, t)), 422)
+        return _json(request, status, str(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

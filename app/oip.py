@@ -47,10 +47,6 @@ class InferRequest:
     # The outputs to return, in order, each with whether its data goes in binary.
     outputs: list[tuple[str, bool]] = field(default_factory=list)
 
-    @property
-    def batch(self) -> int:
-        return len(self.images) if self.images is not None else len(self.pixels)  # type: ignore[arg-type]
-
 
 def input_spec(native: int) -> list[dict[str, Any]]:
     """The inputs as model metadata lists them (-1: any batch size)."""
