@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from app import oip
 from model.preprocess import (
     CorruptImageError,
     ImageError,
@@ -50,14 +51,11 @@ class ApiError(Exception):
         self.headers = headers
 
 
-OIP_PREFIX = "/v2"
-
-
 def _json(
     request: Request, status: int, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     path = request.url.path
-    key = "error" if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/") else "detail"
+    key = "error" if path == oip.PREFIX or path.startswith(oip.PREFIX + "/") else "detail"
     return JSONResponse({key: detail}, status_code=status, headers=headers)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+PREFIX = "/v2"  # where the protocol's routes live
 HEADER_LENGTH = "Inference-Header-Content-Length"
 IMAGE, PIXELS = "image", "pixels"
 PROBABILITIES, LABEL = "probabilities", "label"

@@ -14,9 +14,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import oip
+
 DOC_PAGES = ("/docs", "/redoc")
 # Predictions are never cached: /predict* and the Open Inference Protocol model routes.
-NO_STORE_PREFIX = ("/predict", "/v2/models/")
+NO_STORE_PREFIX = ("/predict", f"{oip.PREFIX}/models/")
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 # The docs pages load everything from this origin (the offline Swagger UI and ReDoc bundles);

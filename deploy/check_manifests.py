@@ -170,15 +170,14 @@ def check(
             errors = kubernetes_errors(obj, version)
             findings += [f"{name}: {e}" for e in errors]
             print(f"{'FAIL' if errors else 'ok  '} {name} (Kubernetes {version} schema)")
+    # The Deployment whose probes the InferenceService must repeat.
+    base = next((o for o in rendered.get("k8s-cpu.yaml", []) if o["kind"] == "Deployment"), None)
     for path in sorted(kserve.glob("*.yaml")):
         objects = [d for d in yaml.safe_load_all(path.read_text()) if d]
         rendered[f"kserve-{path.name}"] = objects
         for obj in objects:
             name = f"{path.name}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
             errors = inference_service_errors(obj)
-            base = next(
-                (o for o in rendered.get("k8s-cpu.yaml", []) if o["kind"] == "Deployment"), None
-            )
             if base is not None and not errors:
                 errors += probe_drift(base, obj)
             findings += [f"{name}: {e}" for e in errors]

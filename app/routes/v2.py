@@ -16,7 +16,15 @@ from app.config import Settings
 from app.deps import API_KEY_SECURITY, check_api_key, ready_engine
 from app.engine import InferenceEngine
 from app.errors import ApiError, echo
-from app.oip import HEADER_LENGTH, OipError, encode_infer, input_spec, output_spec, parse_infer
+from app.oip import (
+    HEADER_LENGTH,
+    PREFIX,
+    OipError,
+    encode_infer,
+    input_spec,
+    output_spec,
+    parse_infer,
+)
 from app.pipeline import BODY_SLACK, Deadline, classify, classify_pixels, read_body, stages
 from app.schemas import (
     V2Error,
@@ -32,7 +40,7 @@ from model.meta import CheckpointInfo
 from model.preprocess import NATIVE_SIZE
 
 TAG = "open inference protocol (v2)"
-router = APIRouter(prefix="/v2", tags=[TAG])
+router = APIRouter(prefix=PREFIX, tags=[TAG])
 SERVER_NAME = "fashion-resnet"
 EXTENSIONS = ["binary_tensor_data"]
 

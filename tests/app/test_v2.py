@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import re
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,9 +19,10 @@ from tritonclient.utils import (
     serialize_byte_tensor,
 )
 
+from app.main import create_app
 from app.oip import HEADER_LENGTH, OipError, encode_infer, parse_infer
 from model.data import CLASS_NAMES, Split
-from tests.helpers import png_bytes
+from tests.helpers import make_settings, png_bytes
 
 MODEL = "d2l-resnet18"
 _JPEG = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8), "JPEG")
@@ -174,10 +176,7 @@ def test_errors_under_v2_read_error_not_detail(client: TestClient) -> None:
     assert r.status_code == 400 and r.json()["error"].startswith("the inference request is not")
 
 
-def test_model_name_setting_and_openapi_tag(tiny_checkpoint, monkeypatch) -> None:
-    from app.main import create_app
-    from tests.helpers import make_settings
-
+def test_model_name_setting_and_openapi_tag(tiny_checkpoint: Path) -> None:
     app = create_app(make_settings(tiny_checkpoint, model_name="fashion"))
     with TestClient(app) as c:
         assert c.get("/v2/models/fashion/ready").json() == {"name": "fashion", "ready": True}
