@@ -19,20 +19,29 @@ class SetCrossEntropy(nn.Module):
     Targets are class ids (B,) or bool sets (B, classes). A singleton set gives ordinary
     cross-entropy, so "some footwear" teaches footwear without inventing which kind. Label
     smoothing mixes in the mean -log p_c over all classes, as nn.CrossEntropyLoss does.
+
+    An empty set (none of the ten classes: a hat, a gradient) is trained towards the uniform
+    answer, -mean_c log p_c, weighted by `outlier_weight` (outlier exposure, Hendrycks et al.
+    2019); with the weight 0 such rows add nothing.
     """
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float = 0.0, outlier_weight: float = 0.0) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
+        self.outlier_weight = outlier_weight
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         if targets.dtype != torch.bool:
             return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         log_p = logits.float().log_softmax(1)
-        nll = -log_p.masked_fill(~targets, -math.inf).logsumexp(1)
+        inside = targets.any(1)
+        # An empty set's row is computed as "any class" (finite, so no NaN gradient) and dropped.
+        sets = targets | ~inside.unsqueeze(1)
+        nll = -log_p.masked_fill(~sets, -math.inf).logsumexp(1)
         if self.label_smoothing:
             nll = (1 - self.label_smoothing) * nll - self.label_smoothing * log_p.mean(1)
-        return nll.mean()
+        uniform = -log_p.mean(1) * self.outlier_weight
+        return torch.where(inside, nll, uniform).mean()
 
 
 def in_set(predictions: Tensor, sets: Tensor) -> Tensor:

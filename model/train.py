@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
@@ -31,6 +33,7 @@ from tqdm import tqdm
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import (
     CLASS_NAMES,
+    DEFAULT_CACHE_DIR,
     MEAN,
     STD,
     Augment,
@@ -84,7 +87,9 @@ class TrainConfig:
     weights_dtype: str = _opt("float32", "dtype of the saved weights", choices=WEIGHTS_DTYPES)
     init_from: str | None = _opt(None, "fine-tune: start from this checkpoint, not Xavier init")
     # Real photos as a second source (off by default: d2l's recipe is Fashion-MNIST alone).
-    photos: str | None = _opt(None, "folder of labelled real photos (labels.csv) to train on too")
+    photos: str | None = _opt(
+        None, "folders of labelled real photos (labels.csv), comma-separated, to train on too"
+    )
     photo_share: float = _opt(0.25, "share of each batch drawn from the photos (with --photos)")
     photo_aug: float = _opt(1.0, "strength of the photo-like augmentation (0 = off)")
     balance_photos: bool = _opt(False, "draw photos so that every garment type is equally likely")
@@ -93,6 +98,15 @@ class TrainConfig:
     )
     fm_photo_like: float = _opt(0.0, "share of Fashion-MNIST images given photo-like augmentation")
     fm_holdout: int = _opt(0, "last N Fashion-MNIST train images kept out of training")
+    outlier_exposure: float = _opt(
+        0.0, "weight of the uniform-answer loss on photos of none of the ten classes (0 = unused)"
+    )
+    pipeline_copies: int = _opt(
+        0, "N Fashion-MNIST train images rendered as photos and preprocessed as served, with photos"
+    )
+    non_garments: int = _opt(0, "N synthetic non-garments, with photos, trained as none of the ten")
+    pipeline_share: float = _opt(0.3, "share of the photo draws given to the pipeline copies")
+    non_garment_share: float = _opt(0.1, "share of the photo draws given to the non-garments")
     # Runtime fields: where and how this process runs, not what it learns.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
     threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)
@@ -207,7 +221,7 @@ def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> St
     return Stepper(
         model=model,
         optimizer=optimizer,
-        loss_fn=SetCrossEntropy(cfg.label_smoothing),
+        loss_fn=SetCrossEntropy(cfg.label_smoothing, cfg.outlier_exposure),
         amp_dtype=amp_dtype,
         channels_last=cfg.channels_last,
         scaler=scaler,
@@ -311,7 +325,7 @@ def train_batches(
     n_photos = photos_per_batch(cfg)
     photos = (data.photos.images, data.photos.label_sets)
     photo_aug = PhotoLike().scaled(cfg.photo_aug)
-    weights = type_balancing_weights(data.photos.folders, device) if cfg.balance_photos else None
+    weights = photo_weights(cfg, data.photos.folders, device)
     return MixedBatchLoader(data.train, indices, photos, cfg.batch_size - n_photos,
                             n_photos, cfg.resize, aug, photo_aug, cfg.fm_photo_like, gen,
                             weights)  # fmt: skip
@@ -321,6 +335,34 @@ def type_balancing_weights(folders: tuple[str, ...], device: torch.device) -> Te
     """Per-photo sampling weights that make every garment type (folder) equally likely."""
     counts = {f: folders.count(f) for f in set(folders)}
     return torch.tensor([1.0 / counts[f] for f in folders], device=device)
+
+
+# The folder names the generated examples carry among the photos.
+PIPELINE_FOLDER, NON_GARMENT_FOLDER = "(pipeline copy)", "(non-garment)"
+
+
+def photo_weights(
+    cfg: TrainConfig, folders: tuple[str, ...], device: torch.device
+) -> Tensor | None:
+    """Sampling weights over the photo pool: pipeline copies and non-garments get their shares,
+    real photos the rest (per type equally with --balance-photos); None: uniform draws."""
+    generated = {PIPELINE_FOLDER: cfg.pipeline_share, NON_GARMENT_FOLDER: cfg.non_garment_share}
+    present = {k: v for k, v in generated.items() if k in folders}
+    if not present and not cfg.balance_photos:
+        return None
+    real = [f for f in folders if f not in generated]
+    counts = {f: folders.count(f) for f in set(folders)}
+    real_share = 1.0 - sum(present.values())
+    types = len(set(real))
+    weights = []
+    for f in folders:
+        if f in present:
+            weights.append(present[f] / counts[f])
+        elif cfg.balance_photos:
+            weights.append(real_share / types / counts[f])
+        else:
+            weights.append(real_share / len(real))
+    return torch.tensor(weights, device=device)
 
 
 def evaluate_epoch(
@@ -474,13 +516,79 @@ def build_data(cfg: TrainConfig, device: torch.device) -> Data:
         test=Split(test.images.to(device), test.labels.to(device)),
     )
     if cfg.photos:
-        photos = load_photos(cfg.photos)
-        train_idx, val_idx = validation_split(photos)
-        # Photos of none of the ten classes (hats, shorts, skirts) teach nothing here.
-        train_idx = train_idx[photos.in_class[train_idx]]
-        data.photos = photos.select(train_idx).to(device)
-        data.photo_val = photos.select(val_idx)
+        # Each folder keeps its own validation split, so adding a folder leaves the others' alone.
+        trains, vals = [], []
+        for folder in filter(None, cfg.photos.split(",")):
+            photos = load_photos(folder)
+            train_idx, val_idx = validation_split(photos)
+            if not cfg.outlier_exposure:
+                # Photos of none of the ten classes (hats, shorts, skirts) teach nothing then.
+                train_idx = train_idx[photos.in_class[train_idx]]
+            trains.append(photos.select(train_idx))
+            vals.append(photos.select(val_idx))
+        trains += generated_photos(cfg, train)
+        data.photos = concat_photos(trains).to(device)
+        data.photo_val = vals[0]
     return data
+
+
+def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
+    """The pipeline copies and synthetic non-garments cfg asks for, as photo sets (cached)."""
+    from model.framing import non_garments, pipeline_copies
+    from model.preprocess import prepare_photo
+
+    out = []
+    if cfg.pipeline_copies:
+        gen = torch.Generator().manual_seed(cfg.seed + 7)
+        pick = torch.randperm(len(train), generator=gen)[: cfg.pipeline_copies]
+        images = cached_array(
+            f"pipeline-{cfg.seed}-{cfg.pipeline_copies}-{len(train)}",
+            lambda: pipeline_copies(train.images[pick].numpy(), cfg.seed),
+        )
+        sets = F.one_hot(train.labels[pick], len(CLASS_NAMES)).bool()
+        out.append(PhotoSet(torch.from_numpy(images), sets.cpu(),
+                            (PIPELINE_FOLDER,) * len(pick), ("",) * len(pick)))  # fmt: skip
+    if cfg.non_garments:
+        n = cfg.non_garments
+        # Seed 1 trains; model.calibrate and the tests draw theirs from other seeds.
+        images = cached_array(
+            f"non-garments-1-{n}",
+            lambda: np.stack([prepare_photo(b) for b in non_garments(n, seed=1)]),
+        )
+        empty = torch.zeros(n, len(CLASS_NAMES), dtype=torch.bool)
+        out.append(
+            PhotoSet(torch.from_numpy(images), empty, (NON_GARMENT_FOLDER,) * n, ("",) * n)
+        )
+    return out
+
+
+def cached_array(name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """build()'s array, cached under the data cache keyed by name and the code that makes it."""
+    import hashlib
+    import inspect
+
+    from model import framing, preprocess
+
+    code = inspect.getsource(framing) + inspect.getsource(preprocess)
+    key = hashlib.sha256(code.encode()).hexdigest()[:12]
+    path = DEFAULT_CACHE_DIR / f"{name}-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    array = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path.with_suffix(".tmp.npy"), array)
+    path.with_suffix(".tmp.npy").replace(path)
+    return array
+
+
+def concat_photos(sets: list[PhotoSet]) -> PhotoSet:
+    """Photo sets one after the other."""
+    return PhotoSet(
+        torch.cat([s.images for s in sets]),
+        torch.cat([s.label_sets for s in sets]),
+        tuple(f for s in sets for f in s.folders),
+        tuple(f for s in sets for f in s.files),
+    )
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Stepper]:
