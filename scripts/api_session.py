@@ -96,6 +96,10 @@ def session(base: str, photos: Path | None) -> list[dict[str, Any]]:
                 ]
             },
         ),
+        *[
+            ("POST", "/predict/batch", {"files": [("images", ("a.png", pngs[0], "image/png"))] * n})
+            for n in (65, 66)
+        ],
         ("GET", "/model", {}),
         ("GET", "/model/summary", {}),
         ("GET", "/model/summary?input_size=64&depth=2", {}),
