@@ -1,1 +1,3 @@
-"""The FastAPI service around the model package."""
+"""The fashion-resnet service. A request flows http -> protocol -> serving -> answer:
+app.http receives it, app.protocol reads its wire format, app.serving decodes, batches and runs it.
+"""

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.runtime import Backend, ModelOptions, Precision
+from app.serving.runner import Backend, ModelOptions, Precision
 from model.meta import SHIPPED_CHECKPOINT
 from model.preprocess import DEFAULT_MAX_PIXELS, NATIVE_SIZE
 

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     settings = Settings()
     uvicorn.run(
-        "app.main:create_app",
+        "app.http.factory:create_app",
         factory=True,
         host=args.host,
         port=args.port,

@@ -14,14 +14,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks._net import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "peers"
@@ -89,12 +89,6 @@ def versions(python: Path) -> dict[str, str]:
     return dict(json.loads(subprocess.check_output([str(python), "-c", code], text=True)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def group_cpu(pgid: int) -> float:
     """User + system CPU seconds so far of the live processes in a process group."""
     total = 0
@@ -104,21 +98,6 @@ def group_cpu(pgid: int) -> float:
             if int(fields[2]) == pgid:
                 total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, probe: bytes, ctype: str) -> None:
-    """Until a real prediction answers 200 (a health route can say ready before any worker is)."""
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before it was ready")
-        req = urllib.request.Request(url, data=probe, headers={"Content-Type": ctype})
-        with contextlib.suppress(OSError), urllib.request.urlopen(req, timeout=5) as resp:
-            if resp.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} not answering after 180 s")
-        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -134,7 +113,7 @@ def _serving(
         )
         try:
             try:
-                _wait_ready(proc, url, probe, ctype)
+                wait_until_ready(proc, url, 180, probe, ctype)
             except RuntimeError as exc:
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{exc}\n--- the server's output ends ---\n{tail}") from exc
@@ -155,7 +134,7 @@ def torchserve(
     python: Path, config: PeerConfig, probe: bytes, ctype: str
 ) -> Iterator[tuple[str, int]]:
     """TorchServe with `config`; yields (prediction URL, pid of its process group)."""
-    bin_dir, port = python.parent, _free_port()
+    bin_dir, port = python.parent, free_port()
     with tempfile.TemporaryDirectory(prefix="torchserve-") as tmp:
         store = Path(tmp, "store")
         store.mkdir()
@@ -174,8 +153,8 @@ def torchserve(
         }
         properties = {
             "inference_address": f"http://127.0.0.1:{port}",
-            "management_address": f"http://127.0.0.1:{_free_port()}",
-            "metrics_address": f"http://127.0.0.1:{_free_port()}",
+            "management_address": f"http://127.0.0.1:{free_port()}",
+            "metrics_address": f"http://127.0.0.1:{free_port()}",
             "disable_token_authorization": "true",
             "install_py_dep_per_model": "false",
             "model_store": str(store),
@@ -205,7 +184,7 @@ def litserve(
     python: Path, config: PeerConfig, probe: bytes, ctype: str
 ) -> Iterator[tuple[str, int]]:
     """LitServe with `config`; yields (prediction URL, pid of its process group)."""
-    port = _free_port()
+    port = free_port()
     cmd = [str(python), str(PEERS / "litserve_server.py"), "--port", str(port)]
     cmd += ["--max-batch-size", str(config.batch), "--batch-timeout", str(config.delay_ms / 1e3)]
     cmd += ["--workers", str(config.workers)]

@@ -29,7 +29,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import Settings, cpu_cores, default_inference_threads  # noqa: E402
-from app.main import CPU_FLAGS_LOGGED, build_engine, serving_device  # noqa: E402
-from app.runtime import cpu_flags  # noqa: E402
+from app.http.factory import CPU_FLAGS_LOGGED, build_engine, serving_device  # noqa: E402
+from app.serving.runner import cpu_flags  # noqa: E402
+from benchmarks._net import free_port, wait_until_ready  # noqa: E402
 from benchmarks.peer_servers import (  # noqa: E402
     PEER_SERVERS,
     PeerConfig,
@@ -198,12 +198,6 @@ def run_python(url: str, upload: Upload, concurrency: int, seconds: float) -> di
 # --- servers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get(url: str, timeout: float = 5.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return bytes(resp.read())
@@ -225,16 +219,7 @@ def server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{app} exited with {proc.returncode} before it was ready")
-            with contextlib.suppress(OSError):
-                get(base + ready_path, timeout=1)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{app} not ready after 120 s")
-            time.sleep(0.2)
+        wait_until_ready(proc, base + ready_path)
         yield base, proc.pid
     finally:
         proc.terminate()

@@ -39,16 +39,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hostile  # a sibling script, imported from its folder
+
+from benchmarks._net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bad_requests(url: str) -> list[bytes]:
@@ -96,7 +93,7 @@ class Soak:
     def __init__(self, minutes: float, env: dict[str, str], log: Path) -> None:
         self.seconds = minutes * 60
         self.env = {**os.environ, "LOG_LEVEL": "warning", **env}
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.lock = threading.Lock()

@@ -50,11 +50,11 @@ __all__ = [
 FIRST_CONV_WEIGHT = "0.0.weight"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint(CheckpointInfo):
-    """A loaded network in eval mode and its metadata."""
+    """A loaded network in eval mode and its metadata (keyword-only: `model` has no default)."""
 
-    model: nn.Module = None  # type: ignore[assignment]  (always given: load_checkpoint)
+    model: nn.Module
 
 
 def git_commit() -> str | None:
@@ -83,10 +83,9 @@ def save_checkpoint(
     recipe: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     weights_dtype: torch.dtype = torch.float32,
-    export_graph: bool = True,
 ) -> Path:
-    """Write <path>.safetensors and <path>.json, and the ONNX graph the CPU image serves
-    (<path>.onnx, model.export); returns the weights path."""
+    """Write <path>.safetensors and <path>.json; returns the weights path. The ONNX graphs the
+    CPU image serves are the caller's to write (model.export.write_graphs)."""
     weights_path, meta_path = checkpoint_files(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)  # unwrap DDP
@@ -115,10 +114,6 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights_path),
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    if export_graph:
-        from model.export import write_graphs  # it builds on this module
-
-        write_graphs(load_checkpoint(weights_path))
     return weights_path
 
 

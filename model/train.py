@@ -44,6 +44,7 @@ from model.data import (
     load_split,
 )
 from model.device import resolve_device
+from model.export import write_graphs
 from model.loss import SetCrossEntropy, in_set
 from model.net import init_xavier, resnet18
 from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
@@ -556,9 +557,7 @@ def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
             lambda: np.stack([prepare_photo(b) for b in non_garments(n, seed=1)]),
         )
         empty = torch.zeros(n, len(CLASS_NAMES), dtype=torch.bool)
-        out.append(
-            PhotoSet(torch.from_numpy(images), empty, (NON_GARMENT_FOLDER,) * n, ("",) * n)
-        )
+        out.append(PhotoSet(torch.from_numpy(images), empty, (NON_GARMENT_FOLDER,) * n, ("",) * n))
     return out
 
 
@@ -690,6 +689,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             _write_epoch(out, stepper, cfg, state, record)
         if world > 1:
             dist.barrier()
+    # -- the served graphs of the checkpoints written, once at the end --------
+    if is_main and state["epoch"]:
+        for name in ("best", "last"):
+            write_graphs(load_checkpoint(out / f"{name}.safetensors"))
     if world > 1:
         dist.destroy_process_group()
     return state

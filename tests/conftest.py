@@ -9,7 +9,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.http.factory import create_app
 from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.meta import SHIPPED_CHECKPOINT

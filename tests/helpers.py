@@ -9,11 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
+from benchmarks._net import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 # Labelled photos beside the checkout (CI has them; a user's clone has not): tests that need
@@ -89,13 +87,6 @@ def make_settings(checkpoint: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, model_checkpoint=checkpoint, **overrides)  # type: ignore[call-arg]
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_photo_folder(root: Path, per_folder: int = 10, seed: int = 0) -> Path:
     """A small labelled photo folder like ../shared/clothing-photos: JPEGs of light or dark
     shapes on textured backgrounds, and labels.csv with class sets (and none for hats)."""
@@ -139,16 +130,10 @@ def served(checkpoint: Path, log: Path, **env: str) -> Iterator[Server]:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {server.log_text()}")
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{server.url}/health/ready", timeout=1).status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready in 60 s")
-            time.sleep(0.2)
+        try:
+            wait_until_ready(proc, f"{server.url}/health/ready", timeout_s=60)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {server.log_text()}") from None
         yield server
     finally:
         if proc.poll() is None:

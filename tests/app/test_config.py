@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.http.factory import create_app
 from model.checkpoint import SHIPPED_CHECKPOINT
 from tests.helpers import make_settings
 

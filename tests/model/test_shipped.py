@@ -6,7 +6,7 @@ import warnings
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.http.factory import create_app
 from model.calibrate import calibration_report, fm_slice, logits_of, photo_scores
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, checkpoint_files, load_checkpoint
 from model.data import load_split

@@ -1,0 +1,117 @@
+"""App factory and lifespan: `uvicorn app.http.factory:create_app --factory`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+
+from app.config import Settings, resolve_engine_options
+from app.http import openapi
+from app.http.deps import Services
+from app.http.handlers import install_error_handlers
+from app.http.metrics import RequestMetricsMiddleware
+from app.http.routes import health, model, predict, v2
+from app.http.security import SecurityMiddleware, protect_docs
+from app.metrics import Metrics
+from app.serving.admission import Admission
+from app.serving.decode import Decoder
+from app.serving.device import describe_device, serving_device
+from app.serving.engine import build_engine
+from app.serving.pipeline import Pipeline
+from app.serving.runner import cpu_flags
+from model.meta import CheckpointError, read_checkpoint_info
+
+log = logging.getLogger("app")
+# The features that decide how fast the model runs here, named in the start-up log.
+CPU_FLAGS_LOGGED = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+
+DESCRIPTION = """
+Classifies clothing photos into the ten Fashion-MNIST classes with the ResNet-18 of
+*Dive into Deep Learning*. Upload any photo to **POST /predict** (multipart field `image`):
+it is turned into a Fashion-MNIST-like image (orientation, transparency, grayscale, polarity,
+crop, padding) before the network sees it. Concurrent requests share forward passes.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the pipeline (decoder, admission, engine warmed up), serve, then stop it."""
+    services: Services = app.state.services
+    settings, ckpt, device = services.settings, services.ckpt, services.device
+    options = resolve_engine_options(settings, device, ckpt.input_size)
+    decoder = Decoder(
+        options.decode_threads,
+        settings.max_image_pixels,
+        settings.decode_memory_mb << 20,
+        options.decode_processes,
+    )
+    await decoder.warm_up()
+    engine = build_engine(settings, ckpt, device, services.metrics, options)
+    await engine.start()
+    # Everything loaded so far (torch, the model, FastAPI) lives as long as the process: moved
+    # out of the collector's sight, a full collection no longer stalls requests.
+    gc.collect()
+    gc.freeze()
+    admission = Admission(settings.queue_size, services.metrics)
+    services.running = Pipeline(decoder, admission, engine, settings.max_batch_images)
+    log.info(
+        "serving %s checkpoint %s (%dx%d input) on %s with %s, batches up to %d",
+        ckpt.architecture,
+        ckpt.short_hash,
+        ckpt.input_size,
+        ckpt.input_size,
+        describe_device(device),
+        engine.runner.name,
+        engine.max_batch_size,
+    )
+    cpu = sorted(cpu_flags().intersection(CPU_FLAGS_LOGGED)) or ["none of note"]
+    log.info(
+        "precision %s (%s); %s inference thread(s) (%s); CPU flags: %s",
+        engine.runner.precision,
+        engine.runner.why,
+        options.model.threads or "default",
+        options.threads_why,
+        " ".join(cpu),
+    )
+    try:
+        yield
+    finally:
+        services.running = None
+        await engine.stop()
+        await decoder.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; an unusable checkpoint or device ends the process with one clear line."""
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        # Validated here, before the server binds, so a bad checkpoint never serves anything.
+        ckpt = read_checkpoint_info(settings.model_checkpoint)
+        device = serving_device(settings.model_device)
+    except (CheckpointError, RuntimeError) as exc:
+        raise SystemExit(f"fashion-resnet: cannot start: {exc}") from None
+    # Swagger UI and ReDoc from files inside the package: deployments often have no CDN access.
+    app = FastAPIOffline(title="fashion-resnet", version="0.1.0", description=DESCRIPTION,
+                         lifespan=lifespan)  # fmt: skip
+    app.state.services = Services(settings, ckpt, device, Metrics())
+    install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, api_key=settings.api_key)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.services.metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"])  # fmt: skip
+    # Routes are matched in order, each match costing microseconds: the prediction routes first.
+    for module in (predict, v2, model, health):
+        app.include_router(module.router)
+    openapi.install(app, settings, v2.OPENAPI_MODELS, v2.path_values(settings, ckpt))
+    protect_docs(app)
+    return app

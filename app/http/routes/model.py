@@ -1,0 +1,82 @@
+"""GET /model and /model/summary: what is being served, layer by layer."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from app.http.deps import ServicesDep
+from app.protocol.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
+from model.meta import ARCHITECTURE
+from model.shapes import layer_rows, resnet18_layers
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+MIN_INPUT, MAX_INPUT = 16, 512
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "API key missing or wrong (when API_KEY is set)"},
+    422: {"model": ErrorResponse, "description": "bad parameter"},
+    503: {"model": ErrorResponse, "description": "model not loaded yet"},
+}
+
+
+# Shapes and counts do not depend on the weights: they are worked out by arithmetic
+# (model.shapes, checked against forward hooks on the real network), about 0.1 ms a summary, and
+# every (input size, depth) pair fits in the cache, so a flood of distinct sizes costs little.
+@functools.lru_cache(maxsize=(MAX_INPUT - MIN_INPUT + 1) * 3)
+def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) -> SummaryResponse:
+    tree = resnet18_layers(num_classes, in_channels)
+    rows = layer_rows(tree, input_size, in_channels, depth)
+    return SummaryResponse(
+        architecture=ARCHITECTURE,
+        input_shape=[1, in_channels, input_size, input_size],
+        depth=depth,
+        layers=[
+            LayerInfo(name=r.name, type=r.type, output_shape=list(r.output_shape), params=r.params)
+            for r in rows
+        ],
+        total_params=tree.params,
+        trainable_params=tree.params,  # a served network trains nothing: all are trainable ones
+    )
+
+
+@router.get("", response_model=ModelInfo, responses=ERRORS)
+async def model_info(services: ServicesDep) -> ModelInfo:
+    """Classes, input size, device, dtype, backend and the checkpoint's metadata and hash."""
+    engine, settings = services.engine, services.settings
+    ckpt = engine.ckpt
+    return ModelInfo(
+        architecture=ckpt.architecture,
+        classes=ckpt.class_names,
+        input_size=ckpt.input_size,
+        in_channels=ckpt.in_channels,
+        device=str(engine.device),
+        dtype=engine.runner.dtype,
+        backend=engine.runner.name,
+        checkpoint=ckpt.short_hash,
+        checkpoint_file=settings.model_checkpoint.name,  # the name only: paths stay private
+        metadata=ckpt.meta,
+    )
+
+
+@router.get(
+    "/summary",
+    response_model=SummaryResponse,
+    responses=ERRORS,
+)
+async def model_summary(
+    services: ServicesDep,
+    input_size: int | None = Query(
+        None,
+        ge=MIN_INPUT,
+        le=MAX_INPUT,
+        description=f"height and width, {MIN_INPUT}-{MAX_INPUT}; default the served size",
+    ),
+    depth: int = Query(1, ge=1, le=3, description="1 = top-level layers, 2 = blocks, 3 = all"),
+) -> SummaryResponse:
+    """Per-layer output shapes and parameter counts for a (1, C, S, S) input, as d2l prints."""
+    ckpt = services.engine.ckpt
+    size = input_size if input_size is not None else ckpt.input_size
+    return _summary(ckpt.num_classes, ckpt.in_channels, size, depth)

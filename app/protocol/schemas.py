@@ -1,0 +1,194 @@
+"""Request and response models: what Swagger UI shows and what every endpoint returns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorResponse(BaseModel):
+    """Every error: one sentence saying what was wrong."""
+
+    detail: str = Field(examples=["multipart field 'image' is missing"])
+
+
+class ClassScore(BaseModel):
+    label: str = Field(examples=["Ankle boot"])
+    class_id: int = Field(ge=0, examples=[9])
+    probability: float = Field(ge=0, le=1, examples=[0.97])
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["d2l-resnet18"])
+    checkpoint: str = Field(description="first 12 hex digits of the weights' sha256")
+
+
+class Timing(BaseModel):
+    """Milliseconds spent in each stage of this request."""
+
+    decode: float
+    preprocess: float
+    queue: float
+    inference: float
+    total: float
+
+
+class Prediction(BaseModel):
+    label: str = Field(examples=["Ankle boot"])
+    class_id: int = Field(examples=[9])
+    confidence: float = Field(examples=[0.97], description="the top class's calibrated probability")
+    none_of_the_classes: bool = Field(
+        examples=[False],
+        description="true when the confidence is below the checkpoint's calibrated threshold: "
+        "the photo is probably none of the classes (a hat, shorts, a skirt, not clothing). "
+        "Always false for a checkpoint without calibration.",
+    )
+    top_k: list[ClassScore]
+
+
+class PredictResponse(Prediction):
+    model: ModelRef
+    device: str = Field(examples=["cpu"])
+    timing_ms: Timing
+
+
+class BatchItem(Prediction):
+    filename: str | None = None
+
+
+class BatchPredictResponse(BaseModel):
+    count: int
+    results: list[BatchItem]
+    model: ModelRef
+    device: str
+    timing_ms: Timing
+
+
+class LayerInfo(BaseModel):
+    name: str = Field(examples=["4"])
+    type: str = Field(examples=["Sequential"])
+    output_shape: list[int] = Field(examples=[[1, 512, 3, 3]])
+    params: int = Field(examples=[8395264])
+
+
+class SummaryResponse(BaseModel):
+    architecture: str
+    input_shape: list[int] = Field(examples=[[1, 1, 96, 96]])
+    depth: int
+    layers: list[LayerInfo]
+    total_params: int = Field(examples=[11178378])
+    trainable_params: int
+
+
+class ModelInfo(BaseModel):
+    architecture: str
+    classes: list[str]
+    input_size: int
+    in_channels: int
+    device: str
+    dtype: str
+    backend: str = Field(examples=["onnxruntime 1.32.0 (float32, 1 thread)"])
+    checkpoint: str = Field(description="short sha256 of the weights")
+    checkpoint_file: str
+    metadata: dict[str, Any] = Field(
+        description="the checkpoint's JSON metadata: recipe, metrics, ..."
+    )
+
+
+class Live(BaseModel):
+    status: str = Field(examples=["alive"])
+
+
+class Ready(BaseModel):
+    status: str = Field(examples=["ready"])
+    device: str
+    checkpoint: str
+
+
+# The Open Inference Protocol (KServe v2) REST bodies, for the OpenAPI document. The routes read
+# and write them through app.protocol.oip, which also handles the binary tensor data extension.
+
+
+class V2Error(BaseModel):
+    """Every error under /v2, as the protocol has it."""
+
+    error: str = Field(examples=["unknown model 'resnet'; this server serves 'd2l-resnet18'"])
+
+
+class V2ServerMetadata(BaseModel):
+    name: str = Field(examples=["fashion-resnet"])
+    version: str = Field(examples=["0.1.0"])
+    extensions: list[str] = Field(examples=[["binary_tensor_data"]])
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorSpec(BaseModel):
+    name: str = Field(examples=["image"])
+    datatype: str = Field(examples=["BYTES"])
+    shape: list[int] = Field(examples=[[-1]], description="-1: any size")
+
+
+class V2ModelMetadata(BaseModel):
+    name: str = Field(examples=["d2l-resnet18"])
+    versions: list[str] = Field(description="the served checkpoint's short sha256")
+    platform: str = Field(examples=["onnxruntime"])
+    inputs: list[V2TensorSpec]
+    outputs: list[V2TensorSpec]
+
+
+class V2RequestInput(BaseModel):
+    name: Literal["image", "pixels"] = Field(
+        examples=["image"], description="'image' (BYTES [B]) or 'pixels' (UINT8 [B, 28, 28])"
+    )
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=3, examples=[[1]])
+    datatype: Literal["BYTES", "UINT8"] = Field(examples=["BYTES"])
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"binary_data_size": N} when the data follows the JSON in binary'
+    )
+    data: list[Any] | None = Field(
+        None, description="row-major values; an image file in JSON is a base64 string"
+    )
+
+
+class V2RequestOutput(BaseModel):
+    name: Literal["probabilities", "label"] = Field(examples=["probabilities"])
+    parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data": True}])
+
+
+class V2InferenceRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = Field(None, examples=[{"binary_data_output": False}])
+    inputs: list[V2RequestInput] = Field(min_length=1, max_length=1)
+    outputs: list[V2RequestOutput] | None = Field(
+        None, min_length=1, description="default: every output"
+    )
+
+
+class V2ResponseOutput(BaseModel):
+    name: str = Field(examples=["label"])
+    shape: list[int] = Field(examples=[[1]])
+    datatype: str = Field(examples=["BYTES"])
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = Field(None, examples=[["Ankle boot"]])
+
+
+class V2InferenceResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[V2ResponseOutput]
