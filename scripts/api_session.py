@@ -24,6 +24,20 @@ import numpy as np
 from PIL import Image
 
 VOLATILE = ("timing_ms",)
+GETS = (
+    "/model",
+    "/model/summary",
+    "/model/summary?input_size=64&depth=2",
+    "/model/summary?input_size=3",
+    "/health/live",
+    "/health/ready",
+    "/nope",
+    "/openapi.json",
+    "/v2",
+    "/v2/health/ready",
+    "/v2/models/d2l-resnet18",
+    "/v2/models/other",
+)
 
 
 def _clean(value: Any) -> Any:
@@ -100,18 +114,7 @@ def session(base: str, photos: Path | None) -> list[dict[str, Any]]:
             ("POST", "/predict/batch", {"files": [("images", ("a.png", pngs[0], "image/png"))] * n})
             for n in (65, 66)
         ],
-        ("GET", "/model", {}),
-        ("GET", "/model/summary", {}),
-        ("GET", "/model/summary?input_size=64&depth=2", {}),
-        ("GET", "/model/summary?input_size=3", {}),
-        ("GET", "/health/live", {}),
-        ("GET", "/health/ready", {}),
-        ("GET", "/nope", {}),
-        ("GET", "/openapi.json", {}),
-        ("GET", "/v2", {}),
-        ("GET", "/v2/health/ready", {}),
-        ("GET", "/v2/models/d2l-resnet18", {}),
-        ("GET", "/v2/models/other", {}),
+        *[("GET", path, {}) for path in GETS],
         (
             "POST",
             "/v2/models/d2l-resnet18/infer",

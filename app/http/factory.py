@@ -52,7 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         options.decode_processes,
     )
     await decoder.warm_up()
-    engine = build_engine(settings, ckpt, device, services.metrics, options)
+    engine = build_engine(settings, ckpt, device, metrics=services.metrics, options=options)
     await engine.start()
     # Everything loaded so far (torch, the model, FastAPI) lives as long as the process: moved
     # out of the collector's sight, a full collection no longer stalls requests.

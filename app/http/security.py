@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ApiError
+from app.http.asgi import HttpMiddleware, on_start
 from app.http.handlers import error_response
 from app.protocol import oip
 
@@ -132,25 +133,22 @@ def check_api_key(headers: Headers, expected: SecretStr) -> None:
         raise ApiError(401, "the API key is not valid", {"WWW-Authenticate": "Bearer"})
 
 
-class SecurityMiddleware:
+class SecurityMiddleware(HttpMiddleware):
     """Refuses a protected path without the API key (when one is set), and gives every answer
     its fixed security headers."""
 
     def __init__(self, app: ASGIApp, api_key: SecretStr | None) -> None:
-        self.app = app
+        super().__init__(app)
         self.api_key = api_key
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         extra = headers_for(path)
 
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+        def add_headers(message: Message) -> None:
+            message["headers"] = [*message.get("headers", ()), *extra]
+
+        with_headers = on_start(send, add_headers)
 
         if self.api_key is not None and is_protected(path):
             try:

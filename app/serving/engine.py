@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -194,16 +195,20 @@ def _fail(future: asyncio.Future[Result], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+class Given(TypedDict, total=False):
+    """What build_engine's caller may already have: a metrics registry, resolved options."""
+
+    metrics: Metrics
+    options: EngineOptions
+
+
 def build_engine(
-    settings: Settings,
-    ckpt: CheckpointInfo,
-    device: str,
-    metrics: Metrics | None = None,
-    options: EngineOptions | None = None,
+    settings: Settings, ckpt: CheckpointInfo, device: str, **given: Unpack[Given]
 ) -> InferenceEngine:
-    """The inference engine the settings describe (their defaults resolved unless given), not
-    yet started."""
-    options = options or resolve_engine_options(settings, device, ckpt.input_size)
+    """The inference engine the settings describe, not yet started: with the given metrics
+    registry and resolved options, else a registry of its own and the settings' defaults."""
+    options = given.get("options") or resolve_engine_options(settings, device, ckpt.input_size)
+    metrics = given.get("metrics")
     return InferenceEngine(
         ckpt,
         device,
