@@ -100,3 +100,47 @@ def test_errors_are_typed() -> None:
         decode_image(bomb_png(8_000, 8_000))
     with pytest.raises(ImageTooLargeError, match="limit of 40,000,000 pixels"):
         decode_image(bomb_png(100_000, 100_000))
+
+
+def _garment_on(background: str, edges: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (3, H, W) YCrCb photo of a dark garment reaching `edges` of the frame's edges (0, 1:
+    bottom, 2: top and bottom, 4: all, corners free) on a flat or a gradient background; and
+    the true background."""
+    h, w = 120, 100
+    if background == "flat":
+        bg = np.full((h, w), 220.0, np.float32)
+    else:  # light falling off from left to right
+        bg = np.tile(np.linspace(250, 150, w, dtype=np.float32), (h, 1))
+    y = bg.copy()
+    top, bottom = (0 if edges in (2, 4) else 20), (h if edges >= 1 else h - 20)
+    left, right = (0, w) if edges == 4 else (25, 75)
+    y[top:bottom, 30:70] = 40.0  # the body, touching top and/or bottom
+    y[40:80, left:right] = 40.0  # the arms, touching left and right with 4 edges
+    ycc = np.full((3, h, w), 128.0, np.float32)
+    ycc[0] = y
+    truth = np.full((3, h, w), 128.0, np.float32)
+    truth[0] = bg
+    return ycc, truth
+
+
+@pytest.mark.parametrize("background", ["flat", "gradient"])
+@pytest.mark.parametrize("edges", [0, 1, 2, 4])
+def test_a_garment_touching_edges_is_not_taken_for_background(background: str, edges: int) -> None:
+    from model.preprocess import _background
+
+    ycc, truth = _garment_on(background, edges)
+    estimate = _background(ycc)
+    # Along every edge, where the garment touches it too, the estimate is the real background.
+    border = np.zeros(truth.shape[1:], bool)
+    border[:3], border[-3:], border[:, :3], border[:, -3:] = True, True, True, True
+    error = np.abs(estimate[0] - truth[0])[border]
+    assert error.max() < 25, (error.max(), edges, background)
+
+
+@pytest.mark.parametrize("edges", [1, 2, 4])
+def test_full_frame_garments_keep_their_edges(edges: int) -> None:
+    ycc, _ = _garment_on("flat", edges)
+    y = ycc[0].astype(np.uint8)
+    out = photo_to_fashion_mnist(Image.fromarray(np.stack([y, y, y], -1)))
+    # The body's column stays lit from top to bottom: its ends at the edges did not cancel out.
+    assert out[:, 12:16].min(axis=1).mean() > 100, out[:, 12:16].min(axis=1)
