@@ -2,6 +2,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from model.data import Split
@@ -144,3 +146,51 @@ def test_full_frame_garments_keep_their_edges(edges: int) -> None:
     out = photo_to_fashion_mnist(Image.fromarray(np.stack([y, y, y], -1)))
     # The body's column stays lit from top to bottom: its ends at the edges did not cancel out.
     assert out[:, 12:16].min(axis=1).mean() > 100, out[:, 12:16].min(axis=1)
+
+
+def _reference_sides(sides: tuple[np.ndarray, ...], centre: np.ndarray) -> list[np.ndarray]:
+    """_background_sides written plainly, side by side with norms: what the fast one must equal."""
+    from model.preprocess import MIN_OBJECT_CONTRAST
+
+    m = max(1, min(s.shape[1] for s in sides) // 16)
+    ends = np.stack([e for s in sides for e in (s[:, :m].mean(1), s[:, -m:].mean(1))])
+    level = np.median(ends, axis=0)
+    if np.linalg.norm(centre - level) < MIN_OBJECT_CONTRAST:
+        return list(sides)
+    out = []
+    for side in sides:
+        a, b = side[:, :m].mean(1), side[:, -m:].mean(1)
+        a = level if np.linalg.norm(a - centre) < np.linalg.norm(a - level) else a
+        b = level if np.linalg.norm(b - centre) < np.linalg.norm(b - level) else b
+        line = a[:, None] + (b - a)[:, None] * np.linspace(0, 1, side.shape[1])
+        obj = np.linalg.norm(side - centre[:, None], axis=0) < np.linalg.norm(side - line, axis=0)
+        if not obj.any():
+            out.append(side)
+        elif obj.all():
+            out.append(line)
+        else:
+            pos = np.arange(side.shape[1])
+            out.append(np.stack([np.interp(pos, pos[~obj], c[~obj]) for c in side]))
+    return out
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.integers(16, 160), st.integers(16, 160), st.integers(0, 2**32 - 1), st.floats(0, 1))
+def test_the_fast_side_decision_equals_the_plain_one(
+    h: int, w: int, seed: int, share: float
+) -> None:
+    from model.preprocess import _background_sides
+
+    rng = np.random.default_rng(seed)
+    background, garment = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    sides = []
+    for n in (w, w, h, h):
+        side = np.repeat(background[:, None], n, 1) + rng.normal(0, 8, (3, n))
+        run = int(share * n)
+        start = int(rng.integers(0, n - run + 1))
+        side[:, start : start + run] = garment[:, None] + rng.normal(0, 8, (3, run))
+        sides.append(side.astype(np.float32))
+    centre = (garment + rng.normal(0, 4, 3)).astype(np.float32)
+    fast = _background_sides(tuple(sides), centre)
+    for got, expected in zip(fast, _reference_sides(tuple(sides), centre), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-3)
