@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.serving.runner import Backend, ModelOptions, Precision
@@ -171,4 +171,12 @@ def resolve_engine_options(settings: Settings, device: str, input_size: int) -> 
             else f"{cpu_cores()} cores, {'all' if input_size > NATIVE_SIZE else 'all but one'} "
             f"at {input_size}x{input_size} input"
         ),
+    )
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A settings error in one line: 'MAX_UPLOAD_MB: Input should be greater than 0', say."""
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e['loc']).upper() or 'settings'}: {e['msg']}"
+        for e in exc.errors()
     )

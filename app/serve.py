@@ -11,19 +11,21 @@ is logged, at most one summary line per LOG_EVERY_S.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import logging
 import os
 import resource
+import socket
 import time
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.config import Settings
+from app.config import Settings, settings_problem
+from model.cli import Parser, fail
 
 log = logging.getLogger("app.server")
 
@@ -139,8 +141,25 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the service could not listen on host:port, checked before anything loads (uvicorn
+    would say it only after loading the model, among its start-up lines); None when it can."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve host {host!r}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m app.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="(env HOST)")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="(PORT)")
     p.add_argument(
@@ -148,7 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--no-access-log", action="store_true", help="no line per request")
     args = p.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fail("python -m app.serve", f"a setting is not valid: {settings_problem(exc)}")
+    if problem := port_problem(args.host, args.port):
+        fail("python -m app.serve", problem)
     uvicorn.run(
         "app.http.factory:create_app",
         factory=True,

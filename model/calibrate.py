@@ -3,13 +3,13 @@
 `python -m model.calibrate --checkpoint PATH` fits one temperature T (probabilities become
 softmax(logits / T)) on the validation data, the photos' validation split and a held-out slice of
 Fashion-MNIST's training set, and picks the confidence below which a photo is flagged as probably
-none of the ten classes, so that at most 5 % of in-class validation photos are flagged. Both go
-into the checkpoint's metadata (its weights stay as they are); serving applies them.
+none of the ten classes, so that at most 5 % of the in-class validation photos of every garment
+type are flagged. Both go into the checkpoint's metadata (its weights stay as they are); serving
+applies them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
+from model.cli import Parser, run
 from model.data import load_split
 from model.loss import SetCrossEntropy, in_set
 from model.photos import DEFAULT_PHOTO_DIR, PhotoSet, load_photos, validation_split
@@ -173,19 +174,64 @@ def flag_threshold(confidence_in_class: Tensor, budget: float = FLAG_BUDGET) -> 
     return float(ordered[k]) if len(ordered) else 0.0
 
 
+def per_type_threshold(
+    confidence: Tensor, folders: tuple[str, ...], budget: float = FLAG_BUDGET
+) -> float:
+    """The largest threshold that flags at most `budget` of the in-class photos of every garment
+    type (folder): the strictest type sets it, so no type is flagged more than the others'
+    budget (shoes, say, whose confidence runs lower)."""
+    types = sorted(set(folders))
+    per_type = []
+    for t in types:
+        members = torch.tensor([f == t for f in folders])
+        per_type.append(flag_threshold(confidence[members], budget))
+    return min(per_type) if per_type else 0.0
+
+
+def flagged_by_type(
+    confidence: Tensor, folders: tuple[str, ...], threshold: float
+) -> dict[str, float]:
+    """The share of each folder's photos below the threshold."""
+    return {
+        t: float((confidence[torch.tensor([f == t for f in folders])] < threshold).double().mean())
+        for t in sorted(set(folders))
+    }
+
+
+# Synthetic non-garments the flag is checked on: a seed apart from the training ones (1).
+NON_GARMENT_SEED, NON_GARMENT_COUNT = 2, 500
+
+
+def non_garment_confidence(ckpt: Checkpoint, temperature: float) -> Tensor:
+    """Calibrated confidence on seeded synthetic non-garments (gradients, noise, shapes, text,
+    textures) that training never saw, through the served preprocessing."""
+    import numpy as np
+
+    from model.framing import non_garments
+    from model.preprocess import prepare_photo
+
+    images = np.stack([prepare_photo(b) for b in non_garments(NON_GARMENT_COUNT, NON_GARMENT_SEED)])
+    return Scored(logits_of(ckpt, torch.from_numpy(images)), torch.zeros(0)).confidence(temperature)
+
+
 def calibrate(
     ckpt: Checkpoint, photos_dir: str | Path, data_dir: str | None = None
 ) -> dict[str, Any]:
     """Fit the temperature and the flag threshold; returns the calibration record."""
-    photos = load_photos(photos_dir)
-    _, val_idx = validation_split(photos)
-    val = photos.select(val_idx)
+    val = validation_photos(photos_dir)
     photos_in, photos_out = photo_scores(logits_of(ckpt, val.images), val)
     fm, n_fm = fm_slice(ckpt, data_dir)
     both = cat(photos_in, fm)
     temperature = fit_temperature(both.logits, both.sets)
-    threshold = flag_threshold(photos_in.confidence(temperature))
+    inside = val.in_class
+    folders_in = tuple(f for f, i in zip(val.folders, inside.tolist(), strict=True) if i)
+    conf_in = photos_in.confidence(temperature)
+    threshold = per_type_threshold(conf_in, folders_in)
     report = calibration_report(photos_in, photos_out, fm, temperature, threshold)
+    report["flagged_by_type"] = flagged_by_type(conf_in, folders_in, threshold)
+    report["flagged"]["synthetic_non_garments"] = float(
+        (non_garment_confidence(ckpt, temperature) < threshold).double().mean()
+    )
     report["fitted_on"] = {
         "photo_validation_in_class": len(photos_in.logits),
         "fashion_mnist_train_last": n_fm,
@@ -193,11 +239,29 @@ def calibrate(
     return report
 
 
+def validation_photos(photos_dirs: str | Path) -> PhotoSet:
+    """The validation split of each comma-separated photo folder, one after the other."""
+    parts = []
+    for folder in filter(None, str(photos_dirs).split(",")):
+        photos = load_photos(folder)
+        parts.append(photos.select(validation_split(photos)[1]))
+    return PhotoSet(
+        torch.cat([p.images for p in parts]),
+        torch.cat([p.label_sets for p in parts]),
+        tuple(f for p in parts for f in p.folders),
+        tuple(f for p in parts for f in p.files),
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI: fit, print, and write the calibration into the checkpoint's metadata."""
-    p = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__)
+    p = Parser(prog="python -m model.calibrate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="the .safetensors (or .json) file")
-    p.add_argument("--photos", default=str(DEFAULT_PHOTO_DIR), help="labelled photo folder")
+    p.add_argument(
+        "--photos",
+        default=f"{DEFAULT_PHOTO_DIR},{DEFAULT_PHOTO_DIR.parent / 'clothing-photos-more'}",
+        help="labelled photo folders, comma-separated (their validation splits are used)",
+    )
     p.add_argument("--data-dir", help="folder with Fashion-MNIST's idx files")
     p.add_argument("--dry-run", action="store_true", help="print only, leave the metadata")
     args = p.parse_args(argv)
@@ -215,4 +279,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run("python -m model.calibrate", main)

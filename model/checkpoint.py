@@ -46,6 +46,7 @@ __all__ = [
     "update_metadata",
 ]
 
+READABLE = 0o644
 # The first convolution's weight, (64, in_channels, 7, 7): where a state dict says its channels.
 FIRST_CONV_WEIGHT = "0.0.weight"
 
@@ -95,6 +96,8 @@ def save_checkpoint(
     }
     in_channels = int(state[FIRST_CONV_WEIGHT].shape[1])
     save_file(state, str(weights_path), metadata={"architecture": ARCHITECTURE})
+    # safetensors writes 0600; a checkpoint is meant to be read by others (a container's user).
+    weights_path.chmod(READABLE)
     meta = {
         "format_version": FORMAT_VERSION,
         "architecture": ARCHITECTURE,
@@ -114,6 +117,7 @@ def save_checkpoint(
         "weights_sha256": sha256_file(weights_path),
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    meta_path.chmod(READABLE)
     return weights_path
 
 
@@ -129,6 +133,7 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     (src_weights, src_meta), (dst_weights, dst_meta) = checkpoint_files(src), checkpoint_files(dst)
     dst_weights.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src_weights, dst_weights)
+    dst_weights.chmod(READABLE)
     meta = json.loads(src_meta.read_text())
     meta["weights_file"] = dst_weights.name
     dst_meta.write_text(json.dumps(meta, indent=2) + "\n")

@@ -4,7 +4,6 @@ of the mistakes, calibration error and how well confidence separates "none of th
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from model.calibrate import Scored, as_sets, calibration_report, logits_of, photo_scores
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.cli import Parser, run
 from model.data import BatchLoader, Split, load_split
 from model.device import resolve_device
 from model.photos import (
@@ -129,7 +129,7 @@ def plot_confusion(report: dict[str, Any], class_names: list[str], path: Path) -
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI: print and save the test-set report of a checkpoint."""
-    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__)
+    p = Parser(prog="python -m model.evaluate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="the .safetensors (or .json) file")
     p.add_argument("--data-dir", help="folder with the idx files")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -266,4 +266,4 @@ def _photos_report(ckpt: Checkpoint, folder: Path, out: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run("python -m model.evaluate", main)

@@ -13,7 +13,6 @@ graph can be rebuilt anywhere without the data (a Docker build, say).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -28,6 +27,7 @@ from torch import nn
 
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint, update_metadata
 from model.classifier import Calibrated, Classifier
+from model.cli import Parser, run
 from model.graphs import GRAPH_KEY, predictions, session
 from model.meta import CheckpointInfo, graph_file
 from model.net import fold_batch_norm
@@ -196,7 +196,7 @@ def write_graphs(ckpt: Checkpoint) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m model.export", description=__doc__)
+    p = Parser(prog="python -m model.export", description=__doc__)
     p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), help="the .safetensors file")
     p.add_argument(
         "--int8",
@@ -232,4 +232,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run("python -m model.export", main)

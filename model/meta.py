@@ -113,8 +113,9 @@ class InputSpec:
 def checkpoint_files(path: str | Path) -> tuple[Path, Path]:
     """(weights, metadata) paths for a checkpoint named by either file or by its stem."""
     p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    # A stem's own dots stay: "runs/v1.2" names runs/v1.2.safetensors, not runs/v1.safetensors.
+    stem = str(p.with_suffix("")) if p.suffix in (".safetensors", ".json") else str(p)
+    return Path(stem + ".safetensors"), Path(stem + ".json")
 
 
 def graph_file(path: str | Path, precision: str = "fp32") -> Path:
@@ -143,16 +144,30 @@ def update_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
     return meta
 
 
+def _why(exc: OSError) -> str:
+    """An OSError in words, without repeating the path: 'Permission denied', say."""
+    return exc.strerror or str(exc)
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's JSON metadata without touching the weights."""
+    if Path(path).is_dir():
+        raise CheckpointError(
+            f"{path} is a folder: give the checkpoint's .safetensors file (its .json beside it)"
+        )
     weights_path, meta_path = checkpoint_files(path)
     for p in (weights_path, meta_path):
         if not p.is_file():
-            raise CheckpointError(f"checkpoint file not found: {p}")
+            given = "" if Path(path) == p else f" (for {path})"
+            raise CheckpointError(f"checkpoint file not found: {p}{given}")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint metadata {meta_path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise CheckpointError(
+            f"checkpoint metadata {meta_path} cannot be read: {_why(exc)}"
+        ) from exc
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint metadata {meta_path} is not a JSON object")
     if meta.get("architecture") != ARCHITECTURE:
@@ -175,7 +190,12 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     """A checkpoint's checked metadata, its weights file checked against the recorded hash."""
     weights_path, _ = checkpoint_files(path)
     meta = read_metadata(path)
-    actual = sha256_file(weights_path)
+    try:
+        actual = sha256_file(weights_path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"checkpoint weights {weights_path} cannot be read: {_why(exc)}"
+        ) from exc
     if actual != meta["weights_sha256"]:
         raise CheckpointError(
             f"checkpoint weights {weights_path} do not match their recorded sha256 "

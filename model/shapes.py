@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# The input sizes a summary is given for (here and at GET /model/summary): below 16 the stem and
+# the four stages have nothing left to halve, above 512 a Fashion-MNIST network means nothing.
+MIN_INPUT, MAX_INPUT = 16, 512
+
 Shape = tuple[int, ...]
 
 

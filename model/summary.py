@@ -7,8 +7,9 @@ import argparse
 import torch
 from torch import nn
 
+from model.cli import Parser, run
 from model.net import resnet18
-from model.shapes import LayerRow
+from model.shapes import MAX_INPUT, MIN_INPUT, LayerRow
 
 
 def _depth(name: str) -> int:
@@ -72,10 +73,20 @@ def format_table(rows: list[LayerRow], total_params: int) -> str:
     return "\n".join(lines)
 
 
+def input_size(text: str) -> int:
+    """An --input-size value, checked against MIN_INPUT..MAX_INPUT."""
+    size = int(text)
+    if not MIN_INPUT <= size <= MAX_INPUT:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_INPUT} to {MAX_INPUT}, got {size}")
+    return size
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the summary table of d2l's ResNet-18 (or a checkpoint's) for an input size."""
-    p = argparse.ArgumentParser(prog="python -m model.summary", description=main.__doc__)
-    p.add_argument("--input-size", type=int, default=224, help="height and width of the input")
+    p = Parser(prog="python -m model.summary", description=main.__doc__)
+    p.add_argument(
+        "--input-size", type=input_size, default=224, help="height and width of the input"
+    )
     p.add_argument("--depth", type=int, default=1, help="1 = top-level layers, 2 = blocks, ...")
     p.add_argument("--checkpoint", help="summarise this checkpoint instead of a fresh network")
     args = p.parse_args(argv)
@@ -91,4 +102,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run("python -m model.summary", main)

@@ -7,7 +7,6 @@ which strings them together in one loop.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -31,6 +30,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.cli import DefaultsFormatter, Parser, run
 from model.data import (
     CLASS_NAMES,
     DEFAULT_CACHE_DIR,
@@ -114,9 +114,7 @@ class TrainConfig:
     data_dir: str | None = _opt(None, "folder with the idx files", runtime=True)
     out: str = _opt("runs/d2l", "output folder", runtime=True)
     resume: bool = _opt(False, "continue the run in --out", runtime=True)
-    progress: bool = _opt(
-        True, "tqdm progress bar (--no-progress: off)", runtime=True, flag="--no-progress"
-    )
+    progress: bool = _opt(True, "no tqdm progress bar", runtime=True, flag="--no-progress")
 
 
 RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("runtime"))
@@ -704,10 +702,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Build a TrainConfig from the command line: one flag per field, its help the field's."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m model.train",
         description="Train d2l's ResNet-18 on Fashion-MNIST. Defaults are d2l's recipe.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     types = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -722,7 +720,34 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         )
         p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=meta["help"],
                        choices=meta.get("choices"))  # fmt: skip
-    return TrainConfig(**vars(p.parse_args(argv)))
+    cfg = TrainConfig(**vars(p.parse_args(argv)))
+    if problem := config_problem(cfg):
+        p.error(problem)
+    return cfg
+
+
+def config_problem(cfg: TrainConfig) -> str | None:
+    """What is wrong with a configuration's values, in one sentence; None when nothing is."""
+    positive = ("epochs", "batch_size", "eval_batch_size", "lr")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"
+    if cfg.resize < 16:
+        return f"--resize must be at least 16 (the network halves it five times), got {cfg.resize}"
+    shares = ("photo_share", "fm_photo_like", "pipeline_share", "non_garment_share")
+    for name in shares:
+        if not 0 <= getattr(cfg, name) <= 1:
+            return f"--{name.replace('_', '-')} is a share from 0 to 1, got {getattr(cfg, name)}"
+    counts = ("fm_holdout", "pipeline_copies", "non_garments", "crop_padding")
+    for name in counts:
+        if getattr(cfg, name) < 0:
+            return f"--{name.replace('_', '-')} cannot be negative, got {getattr(cfg, name)}"
+    for name in ("train_subset", "test_subset", "threads"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}"
+    if cfg.init_from and not Path(cfg.init_from).exists():
+        return f"--init-from {cfg.init_from}: no such checkpoint"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -731,4 +756,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run("python -m model.train", main)

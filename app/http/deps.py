@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.config import Settings
+from app.config import EngineOptions, Settings
 from app.errors import ApiError
 from app.metrics import Metrics
 from app.serving.engine import InferenceEngine
@@ -31,6 +31,8 @@ class Services:
     ckpt: CheckpointInfo
     device: str  # 'cpu' or 'cuda:N'
     metrics: Metrics
+    options: EngineOptions  # the settings' defaults resolved for this device and checkpoint
+    built: InferenceEngine  # the model loaded, not started: the lifespan warms it up
     running: Pipeline | None = None  # set by the lifespan once warmed up, None after stop
 
     @property

@@ -39,12 +39,25 @@ crop, padding) before the network sees it. Concurrent requests share forward pas
 """
 
 
+class QuietHealthChecks(logging.Filter):
+    """Drops access-log lines of health probes: an orchestrator's every-10-s check would
+    otherwise be most of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        path = args[2] if isinstance(args, tuple) and len(args) >= 3 else ""
+        return not (isinstance(path, str) and path.startswith(HEALTH_PATHS))
+
+
+HEALTH_PATHS = ("/health/", "/v2/health/")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the pipeline (decoder, admission, engine warmed up), serve, then stop it."""
     services: Services = app.state.services
     settings, ckpt, device = services.settings, services.ckpt, services.device
-    options = resolve_engine_options(settings, device, ckpt.input_size)
+    options, engine = services.options, services.built
     decoder = Decoder(
         options.decode_threads,
         settings.max_image_pixels,
@@ -52,7 +65,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         options.decode_processes,
     )
     await decoder.warm_up()
-    engine = build_engine(settings, ckpt, device, metrics=services.metrics, options=options)
     await engine.start()
     # Everything loaded so far (torch, the model, FastAPI) lives as long as the process: moved
     # out of the collector's sight, a full collection no longer stalls requests.
@@ -93,19 +105,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("uvicorn.access").addFilter(QuietHealthChecks())
+    metrics = Metrics()
     try:
-        # Validated here, before the server binds, so a bad checkpoint never serves anything.
+        # Loaded here, before the server binds, so a bad checkpoint, graph or device ends the
+        # process with one line (the lifespan's errors would come with a traceback).
         ckpt = read_checkpoint_info(settings.model_checkpoint)
         device = serving_device(settings.model_device)
-    except (CheckpointError, RuntimeError) as exc:
+        options = resolve_engine_options(settings, device, ckpt.input_size)
+        engine = build_engine(settings, ckpt, device, metrics=metrics, options=options)
+    except (CheckpointError, RuntimeError, OSError) as exc:
         raise SystemExit(f"fashion-resnet: cannot start: {exc}") from None
     # Swagger UI and ReDoc from files inside the package: deployments often have no CDN access.
     app = FastAPIOffline(title="fashion-resnet", version="0.1.0", description=DESCRIPTION,
                          lifespan=lifespan)  # fmt: skip
-    app.state.services = Services(settings, ckpt, device, Metrics())
+    app.state.services = Services(settings, ckpt, device, metrics, options, engine)
     install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, api_key=settings.api_key)
-    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.services.metrics)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])  # fmt: skip

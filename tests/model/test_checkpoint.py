@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.data import CLASS_NAMES
-from model.meta import InputSpec
+from model.meta import InputSpec, read_checkpoint_info
 from model.net import resnet18
 
 
@@ -93,3 +94,20 @@ def test_copy_renames_and_still_loads(tiny_checkpoint: Path, tmp_path: Path) -> 
     ckpt = load_checkpoint(path)
     assert ckpt.meta["weights_file"] == "renamed.safetensors"
     assert ckpt.short_hash == load_checkpoint(tiny_checkpoint).short_hash
+
+
+def test_saved_checkpoints_are_readable_by_others(tiny_checkpoint: Path) -> None:
+    """A container's user (not the trainer) must be able to read what training wrote."""
+    for path in (tiny_checkpoint, tiny_checkpoint.with_suffix(".json")):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+@pytest.mark.parametrize("name", ["tmp.AbC123", "v1.2"])
+def test_a_path_with_dots_is_named_as_given(tmp_path: Path, name: str) -> None:
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / name}.safetensors")):
+        read_checkpoint_info(tmp_path / name)
+
+
+def test_a_folder_for_a_checkpoint_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path} is a folder")):
+        read_checkpoint_info(tmp_path)

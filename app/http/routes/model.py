@@ -10,11 +10,10 @@ from fastapi import APIRouter, Query
 from app.http.deps import ServicesDep
 from app.protocol.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
 from model.meta import ARCHITECTURE
-from model.shapes import layer_rows, resnet18_layers
+from model.shapes import MAX_INPUT, MIN_INPUT, layer_rows, resnet18_layers
 
 router = APIRouter(prefix="/model", tags=["model"])
 
-MIN_INPUT, MAX_INPUT = 16, 512
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "API key missing or wrong (when API_KEY is set)"},
     422: {"model": ErrorResponse, "description": "bad parameter"},
