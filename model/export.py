@@ -105,13 +105,17 @@ def _quantize(fp32: bytes, cache: Path, reader: Any = None) -> bytes:
     """Static QDQ INT8 (per-channel weights) of `fp32`; ranges from `reader` (saved to `cache`)
     or, with no reader, read from `cache`."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
-        head = _head_nodes(fp32)
-        src.write_bytes(fp32)
+        raw, src, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        raw.write_bytes(fp32)
+        # ONNX Runtime's advice, taken: shape inference and graph optimisation before the
+        # quantizer (it asks for that in a warning at every export otherwise).
+        quant_pre_process(raw, src)
+        head = _head_nodes(src.read_bytes())
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "please use a pre-processed model" advice
+            warnings.simplefilter("ignore", DeprecationWarning)
             quantize_static(
                 src,
                 out,
