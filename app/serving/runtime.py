@@ -52,11 +52,24 @@ def choose_cpu_precision(requested: Precision, ckpt: CheckpointInfo) -> tuple[st
     vnni = sorted(cpu_flags().intersection(INT8_CPU_FLAGS))
     if ckpt.input_size != NATIVE_SIZE:
         return "fp32", "INT8 graphs are made at the native 28x28 input only"
-    if not vnni:
-        return "fp32", "the CPU has no 8-bit dot-product instructions (VNNI/AMX)"
     if not allowed:
         return "fp32", measured
+    if not vnni:
+        if not _current_graph(ckpt, "fp32") and not installed("torch"):
+            # A clone served without torch: the INT8 graph is the one shipped beside the
+            # checkpoint (the float32 one is a 45 MB build output); slower here, but it serves.
+            return "int8", (
+                "no float32 graph beside the checkpoint and no torch to export one, so the "
+                f"shipped INT8 graph, though the CPU has no VNNI/AMX; {measured}"
+            )
+        return "fp32", "the CPU has no 8-bit dot-product instructions (VNNI/AMX)"
     return "int8", f"the CPU has {', '.join(vnni)}; {measured}"
+
+
+def _current_graph(ckpt: CheckpointInfo, precision: str) -> bool:
+    """Whether the graph file beside the checkpoint exists and carries its graph key."""
+    path = graph_file(ckpt.path or SHIPPED_CHECKPOINT, precision)
+    return path.is_file() and graph_key_of(session(path, 1)) == ckpt.graph_key
 
 
 def _session(ckpt: CheckpointInfo, precision: str, threads: int) -> Any:

@@ -1,11 +1,14 @@
 """The server process under hostile clients (benchmarks/hostile.py's attacks, small numbers)."""
 
+import logging
 import signal
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from benchmarks import hostile
 from tests.helpers import served
@@ -102,3 +105,18 @@ def test_a_burst_of_40_megapixel_pngs_adds_under_300_mb(
     assert report["statuses"] == [200] * 8, report
     assert report["rss_after_mb"] - report["rss_before_mb"] < 300, report
     assert report["peak_after_mb"] - report["rss_before_mb"] < 300, report
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [("/health/ready", False), ("/health/live", False), ("/v2/health/ready", False),
+     ("/predict", True), ("/metrics", True), ("/model", True)],
+)  # fmt: skip
+def test_health_probes_leave_the_access_log(path: str, logged: bool) -> None:
+    from app.http.factory import QuietHealthChecks
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", path, "1.1", 200), None,
+    )  # fmt: skip
+    assert QuietHealthChecks().filter(record) is logged
