@@ -21,10 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
-from model.framing import REFERENCE, RENDERINGS, render
+from model.framing import FORMATS, REFERENCE, RENDERINGS, render
 from model.preprocess import prepare_photo
 
 DEFAULT_CHECKPOINT = "model/weights/fashion-resnet18.safetensors"
+# The bar every rendering must reach, as a ratio to the plain PNG on the full test set.
+TARGET = 0.97
+# The test suite's guard: the first GUARD_IMAGES test images (seed 0) under each rendering, for
+# the shipped checkpoint; each ratio must stay at or above its bar. Seeded renderings and a
+# fixed checkpoint give the same figures on every run, so each bar is the shipped checkpoint's
+# ratio less 0.02 (other CPUs' float rounding), or TARGET where it reaches it.
+GUARD_IMAGES = 300
+_AT_TARGET = ("full-frame-dark-on-light", "full-frame-light-on-dark", "margin-5", "margin-14",
+              "margin-40", "off-centre", "tinted-on-colour", "soft-shadow", "rotated")  # fmt: skip
+# Measured on the 300 (2026-11-29): 0.979-0.989 for these and every file format (RGBA 0.968);
+# floor 0.926, bed 0.954, wood 0.965, under TARGET still (the whole set: 0.918, 0.953, 0.955).
+GUARD_BARS: dict[str, float] = {
+    **dict.fromkeys(_AT_TARGET, TARGET - 0.02),
+    **{f"format-{f}": TARGET - 0.02 for f in FORMATS},
+    "floor": 0.91,
+    "bed": 0.93,
+    "wood": 0.94,
+}
 
 
 def prepared(name: str, images: np.ndarray, seed: int) -> np.ndarray:
@@ -69,10 +87,12 @@ def framing_accuracy(
     return out
 
 
-def below_bar(accuracy: dict[str, float], bar: float) -> list[str]:
-    """The renderings whose accuracy is under bar times the plain PNG's."""
+def below_bar(accuracy: dict[str, float], bar: float | dict[str, float]) -> list[str]:
+    """The renderings whose accuracy is under their bar (one for all, or one each) times the
+    plain PNG's."""
     ref = accuracy[REFERENCE]
-    return [n for n, a in accuracy.items() if n != REFERENCE and a < bar * ref]
+    bars = bar if isinstance(bar, dict) else dict.fromkeys(accuracy, bar)
+    return [n for n, a in accuracy.items() if n != REFERENCE and a < bars.get(n, 0.0) * ref]
 
 
 def main(argv: list[str] | None = None) -> int:

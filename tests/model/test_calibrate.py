@@ -72,3 +72,20 @@ def test_cli_writes_the_calibration_into_the_metadata(
     assert report["flagged"]["in_class"] <= 0.05
     assert report["fitted_on"] == {"photo_validation_in_class": 6, "fashion_mnist_train_last": 2000}
     assert 0 <= report["none_of_the_ten_auroc"] <= 1
+
+
+def test_the_threshold_keeps_every_type_within_the_budget() -> None:
+    from model.calibrate import flagged_by_type, per_type_threshold
+
+    gen = torch.Generator().manual_seed(0)
+    # Shoes' confidence runs lower than shirts': the strictest type sets the threshold.
+    shirts = 0.6 + 0.4 * torch.rand(200, generator=gen)
+    shoes = 0.2 + 0.6 * torch.rand(40, generator=gen)
+    confidence = torch.cat([shirts, shoes])
+    folders = ("shirt",) * 200 + ("shoes",) * 40
+    threshold = per_type_threshold(confidence, folders, budget=0.05)
+    flagged = flagged_by_type(confidence, folders, threshold)
+    assert max(flagged.values()) <= 0.05 and flagged["shoes"] > 0
+    # A single threshold over all photos would flag more than 5 % of the shoes.
+    pooled = float(confidence.double().sort().values[int(0.05 * len(confidence))])
+    assert flagged_by_type(confidence, folders, pooled)["shoes"] > 0.05

