@@ -157,6 +157,14 @@ def _shrink(a: np.ndarray) -> np.ndarray:
     return cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
 
 
+def _shrink_area(a: np.ndarray) -> np.ndarray:
+    """As _shrink, by OpenCV's area average (every source pixel counts)."""
+    size = _working_size((a.shape[1], a.shape[0]))
+    return (
+        a if size == (a.shape[1], a.shape[0]) else cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    )
+
+
 def _luminance(img: Image.Image) -> np.ndarray:
     """Luminance in [0, 255] of a grey mode, stretched to the full range (16-bit, float)."""
     a = np.asarray(img, dtype=np.float32)
@@ -177,7 +185,9 @@ def _ycbcr(img: Image.Image) -> np.ndarray:
     between colours are used, which the order does not change.)"""
     if img.mode in (*GREY_MODES, "1", "L"):
         y = _luminance(img) if img.mode in GREY_MODES else np.asarray(img.convert("L"), np.float32)
-        y = _shrink(y)
+        # A bilevel image is dithered: its grey is the density of black dots, which only an
+        # area average keeps (bilinear samples them: a dithered object came out 35 levels off).
+        y = _shrink(y) if img.mode != "1" else _shrink_area(y)
         out = np.full((*y.shape, 3), 128.0, dtype=np.float32)
         out[..., 0] = y
         return out
@@ -249,6 +259,8 @@ def _background_sides(sides: tuple[np.ndarray, ...], centre: np.ndarray) -> tupl
     """
     lengths = np.array([s.shape[1] for s in sides])
     m = max(1, int(lengths.min()) // 16)
+    if lengths.min() < 2 * m + 1:
+        return sides  # a photo a few pixels across has no border to decide on
     joined = np.concatenate(sides, axis=1)
     # The eight corner estimates, the mean of each side's first and last m positions, in one
     # reduceat over [start, start + m), [start + m, end - m), [end - m, end) of each side.

@@ -164,4 +164,7 @@ CHECKPOINT_DIR=$WORK/ckpt MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safeten
     serve_and_check
 compose --profile cpu --profile train down -v
 
+step "a newcomer's first hour (scripts/newcomer.sh), its container step on the CPU image"
+NEWCOMER_CPU_IMAGE=fashion-resnet:cpu bash scripts/newcomer.sh
+
 step "docker smoke test passed"

@@ -86,7 +86,9 @@ def test_exif_orientation_is_applied() -> None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif)
     shown = decode_image(buf.getvalue())
-    assert shown.size == (200, 120)
+    # Turned back to wide (JPEG may be decoded at a reduced scale: only the shape is fixed).
+    width, height = shown.size
+    assert width > height and abs(width / height - 200 / 120) < 0.05
 
 
 def test_errors_are_typed() -> None:
@@ -153,6 +155,8 @@ def _reference_sides(sides: tuple[np.ndarray, ...], centre: np.ndarray) -> list[
     from model.preprocess import MIN_OBJECT_CONTRAST
 
     m = max(1, min(s.shape[1] for s in sides) // 16)
+    if min(s.shape[1] for s in sides) < 2 * m + 1:
+        return list(sides)
     ends = np.stack([e for s in sides for e in (s[:, :m].mean(1), s[:, -m:].mean(1))])
     level = np.median(ends, axis=0)
     if np.linalg.norm(centre - level) < MIN_OBJECT_CONTRAST:
@@ -194,3 +198,10 @@ def test_the_fast_side_decision_equals_the_plain_one(
     fast = _background_sides(tuple(sides), centre)
     for got, expected in zip(fast, _reference_sides(tuple(sides), centre), strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 7), (3, 2), (5, 5)])
+def test_photos_a_few_pixels_across_are_prepared(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+    assert photo_to_fashion_mnist(photo).shape == (28, 28)
