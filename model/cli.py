@@ -12,22 +12,26 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from model.data import DataNotFoundError
 from model.meta import CheckpointError
-from model.photos import PhotosNotFoundError
 
 T = TypeVar("T")
 
-# The errors that mean "the user asked for something that is not there or not readable".
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    CheckpointError,
-    DataNotFoundError,
-    PhotosNotFoundError,
-    FileNotFoundError,
-    IsADirectoryError,
-    NotADirectoryError,
-    PermissionError,
-)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "the user asked for something that is not there or not readable".
+    (Imported here, not above: app.serve uses this module in the CPU image, without torch.)"""
+    from model.data import DataNotFoundError
+    from model.photos import PhotosNotFoundError
+
+    return (
+        CheckpointError,
+        DataNotFoundError,
+        PhotosNotFoundError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    )
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -51,10 +55,11 @@ def fail(prog: str, message: object) -> NoReturn:
 
 
 def run(prog: str, main: Callable[[], T]) -> T:
-    """main(), with a user's mistake (USER_ERRORS) ended in one line instead of a traceback."""
+    """main(), with a user's mistake (user_errors()) ended in one line, not a traceback."""
+    mistakes = user_errors()
     try:
         return main()
-    except USER_ERRORS as exc:
+    except mistakes as exc:
         fail(prog, exc)
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -162,3 +162,18 @@ def test_the_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     assert layer_violations({"app.serving.x": {"app.http.deps"}}) == [
         ("app.serving.x", "app.http.deps")
     ]
+
+
+def test_the_service_imports_without_torch() -> None:
+    """The CPU image and `make serve` on a CPU have no torch: the server process, the app and
+    the photo worker must import (and the app's modules must not import torch at the top)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+        "import app.serve, app.http.factory, app.serving.photo_worker, app.serving.runtime\n"
+        "import model.cli, model.meta, model.preprocess, model.framing, model.shapes\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
