@@ -23,7 +23,13 @@ from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
 from model.cli import Parser, run
 from model.data import load_split
 from model.loss import SetCrossEntropy, in_set
-from model.photos import DEFAULT_PHOTO_DIR, PhotoSet, load_photos, validation_split
+from model.photos import (
+    DEFAULT_PHOTO_DIR,
+    PhotoSet,
+    concat_photos,
+    load_photos,
+    validation_split,
+)
 from model.preprocess import to_model_input
 
 ECE_BINS = 15
@@ -211,7 +217,7 @@ def non_garment_confidence(ckpt: Checkpoint, temperature: float) -> Tensor:
     from model.preprocess import prepare_photo
 
     images = np.stack([prepare_photo(b) for b in non_garments(NON_GARMENT_COUNT, NON_GARMENT_SEED)])
-    return Scored(logits_of(ckpt, torch.from_numpy(images)), torch.zeros(0)).confidence(temperature)
+    return (logits_of(ckpt, torch.from_numpy(images)) / temperature).softmax(1).max(1).values
 
 
 def calibrate(
@@ -245,12 +251,7 @@ def validation_photos(photos_dirs: str | Path) -> PhotoSet:
     for folder in filter(None, str(photos_dirs).split(",")):
         photos = load_photos(folder)
         parts.append(photos.select(validation_split(photos)[1]))
-    return PhotoSet(
-        torch.cat([p.images for p in parts]),
-        torch.cat([p.label_sets for p in parts]),
-        tuple(f for p in parts for f in p.folders),
-        tuple(f for p in parts for f in p.files),
-    )
+    return concat_photos(parts)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -130,6 +130,16 @@ def load_photos(folder: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR) 
     )
 
 
+def concat_photos(sets: Sequence[PhotoSet]) -> PhotoSet:
+    """Photo sets one after the other."""
+    return PhotoSet(
+        torch.cat([s.images for s in sets]),
+        torch.cat([s.label_sets for s in sets]),
+        tuple(f for s in sets for f in s.folders),
+        tuple(f for s in sets for f in s.files),
+    )
+
+
 def split_photos(photos: PhotoSet, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """(train, validation) indices: per folder, a seeded ceil(val_fraction) share to validation."""
     gen = torch.Generator().manual_seed(seed)

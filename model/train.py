@@ -47,8 +47,15 @@ from model.device import resolve_device
 from model.export import write_graphs
 from model.loss import SetCrossEntropy, in_set
 from model.net import init_xavier, resnet18
-from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
+from model.photos import (
+    PhotoSet,
+    concat_photos,
+    load_photos,
+    scored_accuracy,
+    validation_split,
+)
 from model.preprocess import to_model_input
+from model.shapes import MIN_INPUT
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -330,12 +337,6 @@ def train_batches(
                             weights)  # fmt: skip
 
 
-def type_balancing_weights(folders: tuple[str, ...], device: torch.device) -> Tensor:
-    """Per-photo sampling weights that make every garment type (folder) equally likely."""
-    counts = {f: folders.count(f) for f in set(folders)}
-    return torch.tensor([1.0 / counts[f] for f in folders], device=device)
-
-
 # The folder names the generated examples carry among the photos.
 PIPELINE_FOLDER, NON_GARMENT_FOLDER = "(pipeline copy)", "(non-garment)"
 
@@ -578,16 +579,6 @@ def cached_array(name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
     return array
 
 
-def concat_photos(sets: list[PhotoSet]) -> PhotoSet:
-    """Photo sets one after the other."""
-    return PhotoSet(
-        torch.cat([s.images for s in sets]),
-        torch.cat([s.label_sets for s in sets]),
-        tuple(f for s in sets for f in s.folders),
-        tuple(f for s in sets for f in s.files),
-    )
-
-
 def build_model(cfg: TrainConfig, device: torch.device) -> tuple[nn.Module, Stepper]:
     """The network, Xavier-initialised from cfg.seed, and its optimisation step."""
     torch.manual_seed(cfg.seed)
@@ -732,8 +723,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
     for name in positive:
         if getattr(cfg, name) <= 0:
             return f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"
-    if cfg.resize < 16:
-        return f"--resize must be at least 16 (the network halves it five times), got {cfg.resize}"
+    if cfg.resize < MIN_INPUT:
+        return f"--resize must be at least {MIN_INPUT} (halved five times), got {cfg.resize}"
     shares = ("photo_share", "fm_photo_like", "pipeline_share", "non_garment_share")
     for name in shares:
         if not 0 <= getattr(cfg, name) <= 1:

@@ -43,7 +43,7 @@ class Services:
     @property
     def pipeline(self) -> Pipeline:
         """The running pipeline, or 503 while the model is not ready."""
-        if self.running is None or not self.running.engine.ready:
+        if self.running is None or not self.ready:
             raise ApiError(503, NOT_READY, {"Retry-After": "1"})
         return self.running
 

@@ -103,14 +103,15 @@ BEARER = HTTPBearer(auto_error=False, description="API key as a bearer token")
 KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key header")
 # Predictions, the model's description and the v2 model routes need the key when one is set;
 # health, metrics, the docs and v2 readiness never do.
-PROTECTED_PREFIXES = ("/predict", "/model", f"{oip.PREFIX}/models/")
+PROTECTED_PREFIXES = ("/predict", "/model")
+V2_MODELS = f"{oip.PREFIX}/models/"
 
 
 def is_protected(path: str) -> bool:
     """Whether a request path needs the API key (when API_KEY is set)."""
-    if path.startswith(f"{oip.PREFIX}/models/"):
+    if path.startswith(V2_MODELS):
         return not path.endswith("/ready")
-    return any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES[:2])
+    return any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES)
 
 
 def check_api_key(headers: Headers, expected: SecretStr) -> None:

@@ -55,7 +55,7 @@ def choose_cpu_precision(requested: Precision, ckpt: CheckpointInfo) -> tuple[st
     if not allowed:
         return "fp32", measured
     if not vnni:
-        if not _current_graph(ckpt, "fp32") and not installed("torch"):
+        if not installed("torch") and not _current_graph(ckpt, "fp32"):
             # A clone served without torch: the INT8 graph is the one shipped beside the
             # checkpoint (the float32 one is a 45 MB build output); slower here, but it serves.
             return "int8", (
