@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,11 @@ def multipart(name: str, filename: str, mime: str, data: bytes) -> Upload:
         + f"\r\n--{BOUNDARY}--\r\n".encode()
     )
     return Upload(name, f"multipart/form-data; boundary={BOUNDARY}", body)
+
+
+def explained(upload: Upload) -> Upload:
+    """The upload sent to /predict?explain=true."""
+    return replace(upload, path="/predict?explain=true")
 
 
 def oip_binary(name: str, image: bytes, model: str) -> Upload:
@@ -434,9 +439,10 @@ def main() -> None:
     p.add_argument(
         "--inputs",
         nargs="+",
-        choices=["fmnist", "v2", "photo"],
+        choices=["fmnist", "v2", "photo", "explain"],
         default=["fmnist", "v2", "photo"],
-        help="v2: the PNG as tritonclient sends it to the service's Open Inference Protocol route",
+        help="v2: the PNG as tritonclient sends it to the service's Open Inference Protocol "
+        "route; explain: the photo to /predict?explain=true (not run unless named)",
     )
     p.add_argument(
         "--servers", nargs="+", choices=["service", "naive"], default=["service", "naive"]
@@ -474,6 +480,15 @@ def main() -> None:
             args.photo.name,
             "image/jpeg" if args.photo.suffix.lower() in (".jpg", ".jpeg") else "image/png",
             args.photo.read_bytes(),
+        ),
+        # The same photo, with the network's view and occlusion saliency in the answer.
+        "explain": explained(
+            multipart(
+                f"explain-{args.photo.suffix[1:]}",
+                args.photo.name,
+                "image/jpeg" if args.photo.suffix.lower() in (".jpg", ".jpeg") else "image/png",
+                args.photo.read_bytes(),
+            )
         ),
         "v2": oip_binary(
             "v2-fmnist-png",

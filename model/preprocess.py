@@ -343,13 +343,24 @@ def _background(ycc: np.ndarray) -> np.ndarray:
     return np.matmul(weights, lines)
 
 
+# The part of a photo that the network's 28x28 shows: (left, top, right, bottom) as fractions of
+# the photo's width and height, upright. Padding to a square may reach past the photo's edges.
+Box = tuple[float, float, float, float]
+WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
 def photo_to_fashion_mnist(img: Image.Image) -> np.ndarray:
     """A photo as a Fashion-MNIST-like (28, 28) uint8 array: light object centred on black."""
+    return photo_to_fashion_mnist_framed(img)[0]
+
+
+def photo_to_fashion_mnist_framed(img: Image.Image) -> tuple[np.ndarray, Box]:
+    """photo_to_fashion_mnist's array, and the Box of the photo it shows."""
     if img.size == (NATIVE_SIZE, NATIVE_SIZE) and img.mode == "L":
         a = np.asarray(img)
         if np.median(_border(a)) < 32:
             # Already Fashion-MNIST's form: keep every pixel, so it classifies as the data set does.
-            return a.copy()
+            return a.copy(), WHOLE
     ycc = _ycbcr(_reduce(img))
     # Smooth away dithering and sensor noise at a scale finer than one output pixel, so
     # that background texture neither sets the levels nor widens the crop.
@@ -370,7 +381,10 @@ def photo_to_fashion_mnist(img: Image.Image) -> np.ndarray:
     mask = lum > 48
     rows = np.flatnonzero(np.count_nonzero(mask, axis=1) > max(1, 0.02 * w))
     cols = np.flatnonzero(np.count_nonzero(mask, axis=0) > max(1, 0.02 * h))
+    full_h, full_w = h, w
+    top, left = 0, 0
     if len(rows) and len(cols):
+        top, left = int(rows[0]), int(cols[0])
         lum = lum[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     # Pad to a square, keeping the aspect ratio, with the object centred like the data set's.
     h, w = lum.shape
@@ -379,18 +393,19 @@ def photo_to_fashion_mnist(img: Image.Image) -> np.ndarray:
     top_pad, left_pad = (side - h) // 2, (side - w) // 2
     square[top_pad : top_pad + h, left_pad : left_pad + w] = lum
     small = cv2.resize(square, (NATIVE_SIZE, NATIVE_SIZE), interpolation=cv2.INTER_AREA)
-    return small
+    x0, y0 = left - left_pad, top - top_pad
+    return small, (x0 / full_w, y0 / full_h, (x0 + side) / full_w, (y0 + side) / full_h)
 
 
-def prepare_timed(img: Image.Image, start: float) -> tuple[np.ndarray, float, float]:
+def prepare_timed(img: Image.Image, start: float) -> tuple[np.ndarray, float, float, Box]:
     """An opened image's pixels decoded and preprocessed, its bitmap closed at once: the (28, 28)
-    array, the seconds from `start` to decoded, and the seconds preprocessing took."""
+    array, the seconds from `start` to decoded, the seconds preprocessing took, and its Box."""
     img = load_image(img)
     decoded = time.perf_counter()
-    x = photo_to_fashion_mnist(img)
+    x, box = photo_to_fashion_mnist_framed(img)
     done = time.perf_counter()
     img.close()  # the bitmap goes now, not when the caller lets go of the image object
-    return x, decoded - start, done - decoded
+    return x, decoded - start, done - decoded, box
 
 
 def prepare_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

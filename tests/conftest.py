@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,15 @@ from model.checkpoint import save_checkpoint
 from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
 from model.meta import SHIPPED_CHECKPOINT
 from model.net import init_xavier, resnet18
-from tests.helpers import TINY_TEST, TINY_TRAIN, make_settings, png_bytes, served
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TINY_TEST,
+    TINY_TRAIN,
+    make_settings,
+    png_bytes,
+    served,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +94,17 @@ def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     log = tmp_path_factory.mktemp("live") / "server.log"
     with served(tiny_checkpoint, log, LOG_LEVEL="warning") as server:
         yield server.url
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright (no browser download); a Browser."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed: apt-get install chromium")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -38,6 +39,17 @@ needs_clothing_photos = pytest.mark.skipif(
     not (CLOTHING_PHOTOS / "labels.csv").is_file(),
     reason=f"no labelled clothing photos at {CLOTHING_PHOTOS} (set CLOTHING_PHOTOS to them)",
 )
+# Debian's Chromium, which the browser tests drive through Playwright.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Small enough that the real CLI trains and evaluates in seconds on two cores.
 TINY_TRAIN = 512
 TINY_TEST = 256

@@ -16,7 +16,7 @@ from app.http import openapi
 from app.http.deps import Services
 from app.http.handlers import install_error_handlers
 from app.http.metrics import RequestMetricsMiddleware
-from app.http.routes import health, model, predict, v2
+from app.http.routes import health, model, page, predict, v2
 from app.http.security import SecurityMiddleware, protect_docs
 from app.metrics import Metrics
 from app.serving.admission import Admission
@@ -127,8 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["*"], allow_headers=["*"])  # fmt: skip
     # Routes are matched in order, each match costing microseconds: the prediction routes first.
-    for module in (predict, v2, model, health):
+    for module in (predict, v2, model, health, page):
         app.include_router(module.router)
+    app.mount(page.ASSETS, page.assets(), name="page")
     openapi.install(app, settings, v2.OPENAPI_MODELS, v2.path_values(settings, ckpt))
     protect_docs(app)
     return app

@@ -40,13 +40,27 @@ DOCS_POLICY = (
 )
 
 
+# The page at / and its files (app/http/page): everything from this origin, no inline script or
+# style; the photos it shows are blob: URLs, the 28x28 a data: URL. The key field needs no form
+# action: the script sends it.
+PAGE_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+PAGE_PATHS = ("/", "/page/")
+
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"no-store")
+PAGE_CSP = (b"content-security-policy", PAGE_POLICY)
 
 
 def headers_for(path: str) -> list[tuple[bytes, bytes]]:
     """The fixed security headers of an answer on `path`."""
-    return [NOSNIFF, NO_STORE] if path.startswith(NO_STORE_PREFIX) else [NOSNIFF]
+    if path.startswith(NO_STORE_PREFIX):
+        return [NOSNIFF, NO_STORE]
+    if path == "/" or path.startswith(PAGE_PATHS[1]):
+        return [NOSNIFF, PAGE_CSP]
+    return [NOSNIFF]
 
 
 def docs_policy(page: bytes) -> str:

@@ -6,6 +6,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The examples of the explain=true fields: a blank 28x28, and a blob of evidence in its centre.
+BLACK_28_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAM0lEQVQoFX3BAQEAAABAIP6f9kDJkCFDhgwZMmTIkCFDhg"
+    "wZMmTIkCFDhgwZMmTIkCFDRjEqAB1OvoS2AAAAAElFTkSuQmCC"
+)
+SALIENCY_EXAMPLE = [
+    [round(max(0.0, 1 - ((r - 13.5) ** 2 + (c - 13.5) ** 2) / 60), 2) for c in range(28)]
+    for r in range(28)
+]
+
 
 class ErrorResponse(BaseModel):
     """Every error: one sentence saying what was wrong."""
@@ -45,6 +55,29 @@ class Prediction(BaseModel):
         "Always false for a checkpoint without calibration.",
     )
     top_k: list[ClassScore]
+    # With explain=true only; absent otherwise.
+    network_input: str | None = Field(
+        None,
+        description="with explain=true: the 28x28 image the network saw, as a base64 PNG "
+        "(light garment on black, as Fashion-MNIST has it)",
+        examples=[BLACK_28_PNG],
+    )
+    network_input_box: list[float] | None = Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="with explain=true: the part of the photo the 28x28 shows, as (left, top, "
+        "right, bottom) fractions of the upright photo's width and height; padding to a square "
+        "may reach past 0 or 1",
+        examples=[[0.1, -0.05, 0.9, 1.05]],
+    )
+    saliency: list[list[float]] | None = Field(
+        None,
+        description="with explain=true: 28 rows of 28 values in [0, 1], where the evidence for "
+        "the answer lies: how far the top class's probability falls when that part of the "
+        "28x28 is blanked (occlusion sensitivity), 1 at the most telling place",
+        examples=[SALIENCY_EXAMPLE],
+    )
 
 
 class PredictResponse(Prediction):

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from app.serving.photo_worker import ANSWER, LENGTH, OK, TIMES
+from app.serving.photo_worker import ANSWER, LENGTH, OK, TAIL
 from model import preprocess
 from model.preprocess import (
     WORKING_SIZE,
+    Box,
     CorruptImageError,
     ImageError,
     decoded_bytes,
@@ -62,11 +63,13 @@ THUMBNAIL_MAX_PIXELS = 64 * 64
 
 @dataclass(frozen=True)
 class Prepared:
-    """One upload as a (28, 28) uint8 image, and the seconds each step took."""
+    """One upload as a (28, 28) uint8 image, the seconds each step took, and the part of the
+    photo the image shows."""
 
     image: np.ndarray
     decode_s: float
     preprocess_s: float
+    box: Box
 
 
 def _lower_thread_priority() -> None:
@@ -159,9 +162,9 @@ class DecodeProcess:
                 if future.done():
                     continue
                 if status == OK:
-                    pixels = np.frombuffer(payload[: -TIMES.size], np.uint8).reshape(28, 28)
-                    decode_s, preprocess_s = TIMES.unpack(payload[-TIMES.size :])
-                    future.set_result(Prepared(pixels, decode_s, preprocess_s))
+                    pixels = np.frombuffer(payload[: -TAIL.size], np.uint8).reshape(28, 28)
+                    decode_s, preprocess_s, *box = TAIL.unpack(payload[-TAIL.size :])
+                    future.set_result(Prepared(pixels, decode_s, preprocess_s, tuple(box)))
                 else:
                     name, _, message = payload.decode().partition("\0")
                     future.set_exception(getattr(preprocess, name, ImageError)(message))

@@ -4,7 +4,8 @@
 
 Started by app.serving.decode.DecodeProcess. Frames both ways: a request is a 4-byte little-endian
 length and the upload's bytes; an answer is a status byte, a 4-byte length and the payload: the
-784 pixels then the decode and preprocess seconds as two doubles, or, for an upload that is no
+784 pixels, then the decode and preprocess seconds and the view box (model.preprocess.Box) as six
+doubles, or, for an upload that is no
 usable image, the ImageError's class name, a NUL and its message. Imports no torch (and none of
 FastAPI): numpy, Pillow and OpenCV only.
 """
@@ -21,7 +22,7 @@ from model import preprocess
 
 LENGTH = struct.Struct("<I")
 ANSWER = struct.Struct("<BI")  # status, payload length
-TIMES = struct.Struct("<dd")  # decode seconds, preprocess seconds
+TAIL = struct.Struct("<dddddd")  # decode seconds, preprocess seconds, the Box
 OK, IMAGE_ERROR = 0, 1
 
 
@@ -29,13 +30,13 @@ def answer(data: bytes, max_pixels: int) -> bytes:
     """The answer frame for one upload."""
     start = time.perf_counter()
     try:
-        pixels, decode_s, preprocess_s = preprocess.prepare_timed(
+        pixels, decode_s, preprocess_s, box = preprocess.prepare_timed(
             preprocess.open_image(data, max_pixels), start
         )
     except preprocess.ImageError as exc:
         payload = f"{type(exc).__name__}\0{exc}".encode()
         return ANSWER.pack(IMAGE_ERROR, len(payload)) + payload
-    payload = pixels.tobytes() + TIMES.pack(decode_s, preprocess_s)
+    payload = pixels.tobytes() + TAIL.pack(decode_s, preprocess_s, *box)
     return ANSWER.pack(OK, len(payload)) + payload
 
 

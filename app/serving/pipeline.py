@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from app.errors import ApiError, echo
 from app.serving.admission import Admission, EngineUnavailableError
 from app.serving.decode import Decoder, Prepared
 from app.serving.engine import InferenceEngine, Result
+from model import saliency
 from model.preprocess import ImageError
 
 # Framing a body may carry on top of its images: multipart headers, an inference request's JSON.
@@ -124,6 +125,28 @@ class Pipeline:
         with self.admitted(len(uploads)) as busy:
             prepared = [await self._prepare(n, d, named, busy) for n, d in uploads]
             return prepared, await self.engine.infer([p.image for p in prepared])
+
+    async def classify_explained(
+        self, uploads: Sequence[tuple[str | None, bytes]], named: bool = False
+    ) -> tuple[list[Prepared], Result, list[np.ndarray]]:
+        """classify, and each image's occlusion saliency (model.saliency): the image and its
+        occluded copies go through the network in the same forward pass."""
+        self.check_count(len(uploads))
+        step = 1 + len(saliency.MASKS)
+        if len(uploads) * step > self.engine.queue_size:
+            most = self.engine.queue_size // step
+            raise ApiError(
+                422,
+                f"explain=true takes at most {most} image(s) a request here: each costs {step} "
+                f"images of the queue (QUEUE_SIZE={self.engine.queue_size})",
+            )
+        with self.admitted(len(uploads)) as busy:
+            prepared = [await self._prepare(n, d, named, busy) for n, d in uploads]
+            batch = [x for p in prepared for x in (p.image, *saliency.occluded_copies(p.image))]
+            result = await self.engine.infer(batch)
+        rows = np.asarray(result.probs, dtype=np.float32).reshape(len(prepared), step, -1)
+        maps = [saliency.occlusion_saliency(r) for r in rows]
+        return prepared, replace(result, probs=result.probs[::step]), maps
 
     async def classify_pixels(self, images: Sequence[np.ndarray]) -> Result:
         """Ready-made (28, 28) uint8 images through the network under one admission."""

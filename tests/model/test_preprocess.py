@@ -13,6 +13,7 @@ from model.preprocess import (
     UnsupportedImageError,
     decode_image,
     photo_to_fashion_mnist,
+    photo_to_fashion_mnist_framed,
 )
 from tests.helpers import bomb_png, png_bytes
 
@@ -205,3 +206,27 @@ def test_photos_a_few_pixels_across_are_prepared(size: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
     assert photo_to_fashion_mnist(photo).shape == (28, 28)
+
+
+@pytest.mark.parametrize(
+    ("size", "rect"),
+    [
+        ((200, 100), (50, 20, 100, 80)),
+        ((120, 240), (10, 100, 110, 140)),
+        ((90, 90), (0, 20, 50, 70)),
+    ],
+)
+def test_the_box_is_the_square_around_the_garment(
+    size: tuple[int, int], rect: tuple[int, int, int, int]
+) -> None:
+    """A dark rectangle on white: the box is the square the crop pads it to, centred on it, as
+    fractions of the photo."""
+    w, h = size
+    a = np.full((h, w), 245, dtype=np.uint8)
+    x0, y0, x1, y1 = rect
+    a[y0:y1, x0:x1] = 30
+    _, box = photo_to_fashion_mnist_framed(Image.fromarray(a))
+    side = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    expected = ((cx - side / 2) / w, (cy - side / 2) / h, (cx + side / 2) / w, (cy + side / 2) / h)
+    assert box == pytest.approx(expected, abs=0.03)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
+import cv2
+import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
 from app.config import Settings
@@ -20,6 +23,7 @@ from app.protocol.schemas import (
     PredictResponse,
     Timing,
 )
+from app.serving.decode import Prepared
 from app.serving.engine import InferenceEngine
 from app.serving.pipeline import BODY_SLACK, Deadline, read_body, too_many_images
 from app.serving.pipeline import stages as stage_seconds
@@ -137,6 +141,42 @@ TOP_K_PARAMETER = {
 }  # fmt: skip
 
 
+EXPLAIN_HELP = (
+    "also return the 28x28 the network saw (network_input, a base64 PNG; network_input_box, "
+    "where it lies in the photo) and where the evidence for the answer lies (saliency, 28x28 "
+    "values in [0, 1], by occlusion: 64 more images in the forward pass)"
+)
+Explain = Query(False, description=EXPLAIN_HELP)
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "description": EXPLAIN_HELP,
+    "schema": {"type": "boolean", "default": False, "title": "Explain"},
+}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _explain(request: Request) -> bool:
+    """The explain query parameter of a /predict request, read as FastAPI reads a bool."""
+    raw = request.query_params.get("explain")
+    if raw is None or raw.lower() in _FALSE:
+        return False
+    if raw.lower() in _TRUE:
+        return True
+    raise ApiError(422, f"query parameter explain: must be true or false, got '{echo(raw)}'")
+
+
+def _explanation(prepared: Prepared, saliency: np.ndarray) -> dict[str, Any]:
+    """The explain=true fields of one image's answer."""
+    _, png = cv2.imencode(".png", prepared.image)
+    return {
+        "network_input": base64.b64encode(png.tobytes()).decode(),
+        "network_input_box": [round(v, 4) for v in prepared.box],
+        "saliency": np.round(saliency, 3).tolist(),
+    }
+
+
 def _top_k(request: Request, default: int) -> int:
     """The top_k query parameter of a /predict request, checked as TopK would check it."""
     raw = request.query_params.get("top_k")
@@ -155,7 +195,10 @@ def _top_k(request: Request, default: int) -> int:
     "/predict",
     response_model=PredictResponse,
     responses=ERRORS,
-    openapi_extra={**_upload_body("image", many=False), "parameters": [TOP_K_PARAMETER]},
+    openapi_extra={
+        **_upload_body("image", many=False),
+        "parameters": [TOP_K_PARAMETER, EXPLAIN_PARAMETER],
+    },
     summary="Classify one clothing photo",
 )
 async def predict(request: Request, services: ServicesDep) -> Response:
@@ -167,6 +210,7 @@ async def predict(request: Request, services: ServicesDep) -> Response:
     start = time.perf_counter()
     pipeline, settings = services.pipeline, services.settings
     top_k = _top_k(request, settings.default_top_k)
+    explain = _explain(request)
     async with Deadline(settings) as deadline:
         uploads = await _uploads(request, settings, "image")
         if len(uploads) != 1:
@@ -174,16 +218,21 @@ async def predict(request: Request, services: ServicesDep) -> Response:
                 422, f"{len(uploads)} files in field 'image'; send several to /predict/batch"
             )
         deadline.body_received()
-        prepared, result = await pipeline.classify(uploads)
+        if explain:
+            prepared, result, maps = await pipeline.classify_explained(uploads)
+        else:
+            prepared, result = await pipeline.classify(uploads)
     stages = stage_seconds(prepared, result)
     services.metrics.observe_stages(**stages)
     engine = pipeline.engine
     answer = PredictResponse(
         **_prediction(result.probs[0], engine.ckpt, top_k),
+        **(_explanation(prepared[0], maps[0]) if explain else {}),
         **_envelope(engine, start, stages),
     )
     # Already validated on construction: skip FastAPI's second pass through response_model.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    # The explain fields appear only when asked for.
+    return Response(answer.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
 @router.post(
@@ -192,11 +241,13 @@ async def predict(request: Request, services: ServicesDep) -> Response:
     responses=ERRORS,
     openapi_extra=_upload_body("images", many=True),
     summary="Classify several photos in one forward pass",
+    response_model_exclude_unset=True,
 )
 async def predict_batch(
     request: Request,
     services: ServicesDep,
     top_k: int | None = TopK,
+    explain: bool = Explain,
 ) -> BatchPredictResponse:
     """Classify every file in the repeated multipart field `images`; results keep their order."""
     start = time.perf_counter()
@@ -204,14 +255,19 @@ async def predict_batch(
     async with Deadline(settings) as deadline:
         uploads = await _uploads(request, settings, "images")
         deadline.body_received()
-        prepared, result = await pipeline.classify(uploads, named=True)
+        if explain:
+            prepared, result, maps = await pipeline.classify_explained(uploads, named=True)
+        else:
+            prepared, result = await pipeline.classify(uploads, named=True)
     k = top_k or settings.default_top_k
     engine = pipeline.engine
     results = [
         BatchItem(
-            filename=None if name is None else echo(name, 255), **_prediction(p, engine.ckpt, k)
+            filename=None if name is None else echo(name, 255),
+            **_prediction(p, engine.ckpt, k),
+            **(_explanation(prepared[i], maps[i]) if explain else {}),
         )
-        for (name, _), p in zip(uploads, result.probs, strict=True)
+        for i, ((name, _), p) in enumerate(zip(uploads, result.probs, strict=True))
     ]
     stages = stage_seconds(prepared, result)
     services.metrics.observe_stages(**stages)

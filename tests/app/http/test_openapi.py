@@ -86,3 +86,24 @@ def test_hand_written_fragments_match_what_the_routes_do(
             o["name"] for o in example["outputs"]
         ]
         assert c.post(infer_path.replace("{model_name}", "other"), json=example).status_code == 404
+
+
+def test_explain_is_declared_off_by_default_with_its_fields_and_their_examples(
+    tiny_checkpoint: Path, boot_png: bytes
+) -> None:
+    fields = ("network_input", "network_input_box", "saliency")
+    with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
+        doc = c.get("/openapi.json").json()
+        for path, field in [("/predict", "image"), ("/predict/batch", "images")]:
+            explain = _param(doc["paths"][path]["post"], "explain")
+            assert explain["type"] == "boolean" and explain["default"] is False
+            files = [(field, ("a.png", boot_png))]
+            off = c.post(path, files=files).json()
+            on = c.post(f"{path}?explain=true", files=files).json()
+            off, on = (off["results"][0], on["results"][0]) if "results" in on else (off, on)
+            assert not set(fields) & set(off) and set(fields) <= set(on)
+        schema = doc["components"]["schemas"]["PredictResponse"]["properties"]
+        for name in fields:
+            assert schema[name]["examples"], name
+        saliency = schema["saliency"]["examples"][0]
+        assert len(saliency) == 28 and all(len(row) == 28 for row in saliency)

@@ -1,4 +1,5 @@
 import base64
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -6,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app.http.factory import create_app
 from model.checkpoint import copy_checkpoint, load_checkpoint, update_metadata
 from model.data import Split
 from model.evaluate import predict as evaluate_predict
+from model.preprocess import prepare_photo
 from tests.helpers import bomb_png, make_settings, png_bytes, text_bomb_png
 
 
@@ -240,3 +243,58 @@ def test_the_checkpoint_temperature_is_applied(
     assert answers[1000.0]["class_id"] == answers[1.0]["class_id"]  # the ranking stays
     assert answers[1000.0]["confidence"] == pytest.approx(0.1, abs=0.01)  # nearly uniform
     assert answers[1.0]["confidence"] > answers[1000.0]["confidence"]
+
+
+EXPLAIN_FIELDS = {"network_input", "network_input_box", "saliency"}
+
+
+def test_explain_returns_what_the_network_saw_and_where_its_evidence_lies(
+    client: TestClient, boot_png: bytes
+) -> None:
+    photo = png_bytes(255 - np.kron(np.eye(4, dtype=np.uint8) * 200, np.ones((30, 40), np.uint8)))
+    for data in (boot_png, photo):
+        plain = client.post("/predict", files={"image": ("a.png", data)}).json()
+        r = client.post("/predict?explain=true", files={"image": ("a.png", data)})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) >= EXPLAIN_FIELDS and not EXPLAIN_FIELDS & set(plain)
+        assert body["label"] == plain["label"]
+        assert body["confidence"] == pytest.approx(plain["confidence"], abs=1e-5)
+        seen = Image.open(io.BytesIO(base64.b64decode(body["network_input"])))
+        assert seen.format == "PNG" and seen.size == (28, 28) and seen.mode == "L"
+        assert (np.asarray(seen) == prepare_photo(data)).all()
+        s = np.array(body["saliency"])
+        assert s.shape == (28, 28) and s.min() >= 0 and s.max() <= 1
+        left, top, right, bottom = body["network_input_box"]
+        assert right > left and bottom > top
+    # A Fashion-MNIST image is shown whole.
+    boot = client.post("/predict?explain=1", files={"image": ("b.png", boot_png)}).json()
+    assert boot["network_input_box"] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", ""])
+def test_bad_explain_is_422(client: TestClient, boot_png: bytes, value: str) -> None:
+    r = client.post(f"/predict?explain={value}", files={"image": ("b.png", boot_png)})
+    assert r.status_code == 422 and "explain" in r.json()["detail"]
+
+
+def test_batch_explains_each_image_in_order(client: TestClient, test_images: Split) -> None:
+    files = [("images", (f"{i}.png", png_bytes(test_images.images[i].numpy()))) for i in range(3)]
+    plain = client.post("/predict/batch", files=files).json()["results"]
+    explained = client.post("/predict/batch?explain=true", files=files).json()["results"]
+    assert not any(EXPLAIN_FIELDS & set(r) for r in plain)
+    for i, (p, e) in enumerate(zip(plain, explained, strict=True)):
+        assert e["filename"] == p["filename"] == f"{i}.png" and e["label"] == p["label"]
+        seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(e["network_input"]))))
+        assert (seen == test_images.images[i].numpy()).all()
+
+
+def test_explain_over_what_the_queue_holds_is_a_clear_422(
+    tiny_checkpoint: Path, boot_png: bytes
+) -> None:
+    with TestClient(create_app(make_settings(tiny_checkpoint, queue_size=100))) as c:
+        one = c.post("/predict?explain=true", files={"image": ("b.png", boot_png)})
+        assert one.status_code == 200
+        two = c.post("/predict/batch?explain=true", files=[("images", ("b.png", boot_png))] * 2)
+        assert two.status_code == 422
+        assert "at most 1 image(s)" in two.json()["detail"]
