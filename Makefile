@@ -9,7 +9,7 @@ PORT ?= 8000
 DEPLOY_VENV := .venv-deploy
 CHECKOV := $(DEPLOY_VENV)/bin/checkov
 
-.PHONY: install serve test bench lint format manifests train-quick
+.PHONY: install serve test bench lint format manifests train-quick screenshot
 
 # Serving on a CPU needs no torch: ONNX Runtime runs the INT8 graph shipped beside the
 # checkpoint (ready 13 s after a fresh clone here, 390 MB). With an NVIDIA GPU, serving takes the
@@ -46,6 +46,10 @@ train-quick: $(STAMP)
 
 test: $(STAMP) lint manifests
 	$(BIN)/python -m pytest
+
+# README's picture of the page, taken by its browser test in headless Chromium.
+screenshot: $(STAMP)
+	PAGE_SCREENSHOT=docs/page.png $(BIN)/python -m pytest -q tests/app/http/test_page.py -k screenshot
 
 # The Kubernetes and KServe manifests: rendered, schema-checked and scanned by checkov (pinned in
 # deploy/requirements.txt, in its own virtual environment: its dependencies clash with ours).

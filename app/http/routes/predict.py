@@ -173,7 +173,7 @@ def _explanation(prepared: Prepared, saliency: np.ndarray) -> dict[str, Any]:
     return {
         "network_input": base64.b64encode(png.tobytes()).decode(),
         "network_input_box": [round(v, 4) for v in prepared.box],
-        "saliency": np.round(saliency, 3).tolist(),
+        "saliency": np.round(saliency.astype(np.float64), 3).tolist(),
     }
 
 

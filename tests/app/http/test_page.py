@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import urllib.error
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from model.meta import SHIPPED_CHECKPOINT
 from tests.helpers import ROOT, bomb_png, served
@@ -46,7 +48,7 @@ class Watched:
     """A page and what went wrong on it: console errors, uncaught exceptions, CSP refusals."""
 
     def __init__(self, browser: Any) -> None:
-        self.page = browser.new_page(viewport={"width": 1100, "height": 900})
+        self.page = browser.new_page(viewport={"width": 1000, "height": 860})
         self.problems: list[str] = []
         self.page.on(
             "console",
@@ -111,7 +113,9 @@ def test_page_shows_what_predict_answers_and_writes_the_screenshot(
     photo = w.card(PHOTOS[0].name).locator(".photo").bounding_box()
     assert overlay["width"] > 0.2 * photo["width"]
     assert w.page.locator(".card").count() == 2
-    w.page.screenshot(path=os.environ.get("PAGE_SCREENSHOT", str(tmp_path / "page.png")))
+    # A small PNG for README: 64 colours are plenty for a page of flat colours and thumbnails.
+    shot = Image.open(io.BytesIO(w.page.screenshot())).convert("RGB").quantize(64)
+    shot.save(os.environ.get("PAGE_SCREENSHOT", str(tmp_path / "page.png")), optimize=True)
     assert w.problems == []
 
 
@@ -161,3 +165,22 @@ def test_bad_files_show_the_apis_message_and_the_page_stays_usable(
     check_answer(w, live_server, PHOTOS[0])
     # Only the browser's notes of the refused requests, no script error.
     assert all("status of 4" in p for p in w.problems), w.problems
+
+
+def test_narrow_screens_and_the_keyboard(live_server: str, chromium: Any) -> None:
+    """On a phone-wide screen nothing runs off the side; Tab reaches the photo chooser first,
+    and every control has a label."""
+    page = chromium.new_page(viewport={"width": 360, "height": 740})
+    page.goto(live_server + "/")
+    page.locator("#files").set_input_files([str(p) for p in PHOTOS])
+    page.locator(".card .bars li").first.wait_for(timeout=30_000)
+    page.locator(".card .bars li").last.wait_for(timeout=30_000)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.keyboard.press("Tab")  # the link to the API docs
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "files"
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('input')].filter(i => !i.labels.length).map(i => i.id)"
+    )
+    assert unlabelled == []
+    assert all(page.locator(".photo").evaluate_all("els => els.map(e => e.alt)"))
