@@ -42,6 +42,11 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry,
         )
+        self.decoder_restarts = Counter(
+            "fashion_decoder_restarts",
+            "Decoding processes that died and were replaced (their photos retried once)",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "fashion_queue_depth", "Images waiting for a forward pass", registry=self.registry
         )

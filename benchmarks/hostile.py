@@ -1,7 +1,7 @@
 """Hostile clients against a running service; each attack prints what the service did, as JSON.
 
     python benchmarks/hostile.py URL stalled    [--connections 21000 --processes 3 --hold 30]
-    python benchmarks/hostile.py URL overload   [--clients 256 --seconds 10 --photo PATH]
+    python benchmarks/hostile.py URL overload   [--clients 256 --seconds 10 --runs 5 --photo PATH]
     python benchmarks/hostile.py URL slow-body  [--rate 100]
     python benchmarks/hostile.py URL short-body
     python benchmarks/hostile.py URL disconnect [--count 20]
@@ -9,8 +9,11 @@
 
 stalled:    connections that send half a request header and stop, more than the fd limit, from
             several processes; meanwhile /health/live and /predict are probed every 0.25 s.
-overload:   many keep-alive clients posting a photo as fast as they can: statuses, Retry-After on
-            every 503, the slowest answer.
+overload:   `wrk -t2 -c256` posting a photo as fast as it can (asyncio clients without wrk), against
+            the service and, as the floor, a trivial app answering 503 to everything
+            (benchmarks/floor_app.py under uvicorn), alternating, --runs times: statuses,
+            Retry-After on every 503, the client-seen p50/p99/slowest, the same per status for 8
+            connections opened during the flood, and the service's own histogram.
 slow-body:  a body sent at RATE bytes/s; short-body: a Content-Length larger than the body sent;
             both report the status and how long the service took to end them.
 disconnect: uploads abandoned half-way (the client closes the socket).
@@ -25,15 +28,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
+import math
 import multiprocessing as mp
+import os
 import re
+import shutil
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -217,17 +229,42 @@ async def _hammer(
         writer.close()
 
 
-def overload(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` keep-alive clients posting `body` for `seconds`: what came back, how late."""
+def _hammered(
+    url: str, request: bytes, clients: int, seconds: float, delay: float = 0.0
+) -> list[tuple[int, float, bool]]:
+    """(status, seconds, Retry-After given) of every answer to `clients` keep-alive clients
+    posting `request` for `seconds`, their connections opened after `delay` seconds."""
     host, port = address(url)
-    request = post_request(url, body)
     seen: list[tuple[int, float, bool]] = []
 
     async def drive() -> None:
+        await asyncio.sleep(delay)
         stop = time.perf_counter() + seconds
         await asyncio.gather(*(_hammer(host, port, request, stop, seen) for _ in range(clients)))
 
     asyncio.run(drive())
+    return seen
+
+
+def _quantile_ms(values: list[float], q: float) -> float | None:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else None
+
+
+def per_status(seen: list[tuple[int, float, bool]]) -> dict[str, dict[str, float | None]]:
+    """Client-seen latency of each status: count, p50, p99 and slowest in ms."""
+    out: dict[str, dict[str, float | None]] = {}
+    for status in sorted({s for s, _, _ in seen}):
+        times = [t for s, t, _ in seen if s == status]
+        out[str(status)] = {"count": len(times), "p50_ms": _quantile_ms(times, 0.5),
+                            "p99_ms": _quantile_ms(times, 0.99),
+                            "slowest_ms": round(max(times) * 1000, 1)}  # fmt: skip
+    return out
+
+
+def overload(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` keep-alive clients posting `body` for `seconds`: what came back, how late."""
+    seen = _hammered(url, post_request(url, body), clients, seconds)
     by_status = Counter(status for status, _, _ in seen)
     ok = sorted(t for status, t, _ in seen if status == 200)
     return {
@@ -239,6 +276,138 @@ def overload(url: str, body: bytes, clients: int, seconds: float) -> dict[str, A
         "p99_200_ms": round(statistics.quantiles(ok, n=100)[98] * 1000, 1) if len(ok) > 1 else None,
         "every_503_has_retry_after": all(r for status, _, r in seen if status == 503),
     }
+
+
+# wrk's script for the flood: statuses, 503s without Retry-After, client-seen percentiles.
+FLOOD_LUA = """
+local f = assert(io.open(os.getenv("FLOOD_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. os.getenv("FLOOD_BOUNDARY")
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+statuses = {}
+function response(status, headers, body)
+  local key = tostring(status)
+  if status == 503 and headers["retry-after"] == nil and headers["Retry-After"] == nil then
+    key = "503-without-retry-after"
+  end
+  statuses[key] = (statuses[key] or 0) + 1
+end
+function done(summary, latency, requests)
+  local counts = {}
+  for _, t in ipairs(threads) do
+    for s, n in pairs(t:get("statuses")) do counts[s] = (counts[s] or 0) + n end
+  end
+  local parts = {}
+  for s, n in pairs(counts) do table.insert(parts, string.format('"%s": %d', s, n)) end
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "p50_ms": %.1f, "p99_ms": %.1f, "slowest_ms": %.1f, '
+    .. '"socket_errors": %d, "statuses": {%s}}\\n', summary.requests,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3,
+    e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
+end
+"""
+
+
+def wrk_flood(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """`wrk -t2 -c{clients}` posting `body` for `seconds`, as the overload bar is stated."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, data = Path(tmp, "flood.lua"), Path(tmp, "body")
+        script.write_text(FLOOD_LUA)
+        data.write_bytes(body)
+        env = {**os.environ, "FLOOD_BODY": str(data), "FLOOD_BOUNDARY": BOUNDARY}
+        cmd = ["wrk", "-t2", f"-c{clients}", f"-d{math.ceil(seconds)}s", "--timeout", "30s",
+               "-s", str(script), url.rstrip("/") + "/predict"]  # fmt: skip
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def server_histogram(url: str, route: str = "/predict") -> dict[float, float]:
+    """The service's own request-duration histogram for `route`: {upper bound s: count}."""
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = (
+        rf'fashion_request_duration_seconds_bucket{{le="([^"]+)",route="{re.escape(route)}"}} (\S+)'
+    )
+    return {float(le): float(n) for le, n in re.findall(pattern, text)}
+
+
+def histogram_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """The requests between two histogram readings: how many, the bucket holding the 99th
+    percentile, and the largest bucket any reached (upper bounds, seconds)."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts.get(math.inf, 0.0)
+    if not total:
+        return {"requests": 0}
+    p99 = next(le for le, n in counts.items() if n >= 0.99 * total)
+    slowest = next(le for le, n in counts.items() if n >= total)
+    return {"requests": int(total), "p99_at_most_s": p99, "slowest_at_most_s": slowest}
+
+
+@contextlib.contextmanager
+def floor_server() -> Iterator[str]:
+    """benchmarks/floor_app.py (503 to everything) under uvicorn as it starts by default."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
+           "floor_app:app", "--port", str(port), "--no-access-log",
+           "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while get_status(url, "/") != 503:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the floor app did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+PROBES = 8  # connections of our own, opened half a second into the flood, timed per status
+
+
+def flood(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """One flood: wrk's `clients` connections (or asyncio ones without wrk) posting `body`,
+    and PROBES more opened while it runs, whose answers are timed per status at the socket."""
+    request = post_request(url, body)
+    with ThreadPoolExecutor(1) as pool:
+        if shutil.which("wrk"):
+            load = pool.submit(wrk_flood, url, body, clients - PROBES, seconds)
+        else:
+            load = pool.submit(lambda: {"statuses": dict(Counter(str(s) for s, _, _ in _hammered(
+                url, request, clients - PROBES, seconds)))})  # fmt: skip
+        probed = _hammered(url, request, PROBES, seconds - 1.0, delay=0.5)
+        result = load.result()
+    result["probes"] = per_status(probed)
+    return result
+
+
+def overload_against_floor(
+    url: str, body: bytes, clients: int, seconds: float, runs: int
+) -> dict[str, Any]:
+    """The flood against the service and against the floor app, alternating, `runs` times;
+    with the service's own histogram of each run beside the clients' view."""
+    service_runs, floor_runs = [], []
+    with floor_server() as floor:
+        for _ in range(runs):
+            before = server_histogram(url)
+            result = flood(url, body, clients, seconds)
+            result["server_histogram"] = histogram_summary(before, server_histogram(url))
+            service_runs.append(result)
+            floor_runs.append(flood(floor, body, clients, seconds))
+            for name, r in (("service", service_runs[-1]), ("floor", floor_runs[-1])):
+                print(f"{name:8} p99 {r.get('p99_ms')} ms, slowest {r.get('slowest_ms')} ms, "
+                      f"statuses {r['statuses']}, probes {r['probes']}"
+                      + (f", server {r['server_histogram']}" if "server_histogram" in r else ""),
+                      file=sys.stderr, flush=True)  # fmt: skip
+    return {"attack": "overload", "clients": clients, "seconds": seconds,
+            "service": service_runs, "floor": floor_runs}  # fmt: skip
 
 
 # -- slow and short bodies, disconnects ---------------------------------------------------------
@@ -365,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hold", type=float, default=30.0, help="seconds the stalled sockets are held")
     p.add_argument("--clients", type=int, default=256)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--runs", type=int, default=5, help="overload: floods of each server")
     p.add_argument("--rate", type=float, default=100.0, help="slow-body bytes per second")
     p.add_argument("--count", type=int, default=20)
     p.add_argument("--megapixels", type=float, default=40.0, help="huge-images: each PNG's size")
@@ -375,7 +545,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.attack == "stalled":
         result = stalled(args.url, args.connections, args.processes, args.hold, photo)
     elif args.attack == "overload":
-        result = overload(args.url, multipart(photo), args.clients, args.seconds)
+        result = overload_against_floor(
+            args.url, multipart(photo), args.clients, args.seconds, args.runs
+        )
     elif args.attack == "slow-body":
         result = slow_body(args.url, args.rate, photo)
     elif args.attack == "short-body":

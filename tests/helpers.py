@@ -50,6 +50,19 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# The service's decoding program, except that an upload starting with CRASH kills it (SIGKILL,
+# as the OOM killer would): `python -c CRASHING_WORKER MAX_PIXELS`.
+CRASHING_WORKER = """
+import os, signal, sys
+from app.serving import photo_worker
+real = photo_worker.answer
+def answer(data, max_pixels):
+    if data.startswith(b"CRASH"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(data, max_pixels)
+photo_worker.answer = answer
+photo_worker.serve(int(sys.argv[1]), sys.stdin.buffer, sys.stdout.buffer)
+"""
 # Small enough that the real CLI trains and evaluates in seconds on two cores.
 TINY_TRAIN = 512
 TINY_TEST = 256

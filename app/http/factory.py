@@ -63,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.max_image_pixels,
         settings.decode_memory_mb << 20,
         options.decode_processes,
+        services.metrics.decoder_restarts.inc,
     )
     await decoder.warm_up()
     await engine.start()

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -101,6 +102,19 @@ def _decode_and_preprocess(img: Image.Image, start: float, large: bool = False) 
     return prepared
 
 
+class DecoderUnavailableError(Exception):
+    """No decoding process could take a photo in time (the service answers 503)."""
+
+
+@dataclass
+class _Upload:
+    """A photo sent to a decoding process, and how many processes died decoding it."""
+
+    data: bytes
+    future: asyncio.Future[Prepared]
+    strikes: int = 0
+
+
 class DecodeProcess:
     """A process (app.serving.photo_worker) that prepares small photos, with its own GIL.
 
@@ -108,15 +122,25 @@ class DecodeProcess:
     hold the GIL, so under load the loop was the bottleneck (1,200 photos/s at c=32 against 3,000
     Fashion-MNIST PNGs/s). Here the loop only writes the upload to a pipe and reads 784 pixels
     back: no threads, no pickling (a ProcessPoolExecutor's feeder and manager threads cost more
-    than they saved: 1,040 photos/s). Answers come back in order, so a FIFO of futures matches
-    them. Until the process has answered its first photo everything stays on the loop; if it
-    dies (a decoder crash), the photos it held fail with 422 and a new one starts.
+    than they saved: 1,040 photos/s). Answers come back in order, so a FIFO matches them. Until
+    the process has answered its first photo everything stays on the loop.
+
+    If it dies (a decoder crash, the OOM killer, a kill -9), a new one starts and every photo it
+    held goes to the new one: the one it was decoding (the FIFO's head) with a strike against
+    it, the others untouched. A photo with two strikes has crashed two decoders: it gets a 422
+    saying so. A photo the new process does not answer within RETRY_WAIT_S gets a 503.
     """
 
-    def __init__(self, max_pixels: int) -> None:
+    COMMAND = (sys.executable, "-m", "app.serving.photo_worker")  # then MAX_PIXELS
+    RETRY_WAIT_S = 5.0
+    RESTART_DELAY_S = 1.0  # after a process that died before its first answer
+
+    def __init__(self, max_pixels: int, on_restart: Callable[[], None] | None = None) -> None:
         self.max_pixels = max_pixels
+        self.on_restart = on_restart
         self.ready = False
-        self.pending: collections.deque[asyncio.Future[Prepared]] = collections.deque()
+        self.restarts = 0
+        self.pending: collections.deque[_Upload] = collections.deque()
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._probe = b""
@@ -126,39 +150,43 @@ class DecodeProcess:
         """Start the process; it is ready once it has prepared `probe` (in the background)."""
         self._probe = probe
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.serving.photo_worker",
+            *self.COMMAND,
             str(self.max_pixels),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read_answers(self._proc))
-        warm = self._send(probe)
+        warm = self._send(_Upload(probe, asyncio.get_running_loop().create_future()))
 
         def warmed(f: asyncio.Future[Prepared]) -> None:
             self.ready = not f.cancelled() and f.exception() is None
 
         warm.add_done_callback(warmed)
 
-    def _send(self, data: bytes) -> asyncio.Future[Prepared]:
+    def _send(self, upload: _Upload) -> asyncio.Future[Prepared]:
+        """Queue the upload and write it to the process. A pipe found closed (the process has
+        just died) is left to the restart, which sends everything still pending."""
         assert self._proc is not None and self._proc.stdin is not None
-        future: asyncio.Future[Prepared] = asyncio.get_running_loop().create_future()
-        self.pending.append(future)
-        self._proc.stdin.write(LENGTH.pack(len(data)) + data)
-        return future
+        self.pending.append(upload)
+        stdin = self._proc.stdin
+        if not stdin.is_closing():
+            with contextlib.suppress(RuntimeError, ConnectionError):
+                stdin.write(LENGTH.pack(len(upload.data)) + upload.data)
+        return upload.future
 
     async def prepare(self, data: bytes) -> Prepared:
         """A small photo prepared in the process; an ImageError as on the loop."""
-        return await self._send(data)
+        return await self._send(_Upload(data, asyncio.get_running_loop().create_future()))
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
+        answered = False
         try:
             while True:
                 status, length = ANSWER.unpack(await proc.stdout.readexactly(ANSWER.size))
                 payload = await proc.stdout.readexactly(length)
-                future = self.pending.popleft()
+                answered = True
+                future = self.pending.popleft().future
                 if future.done():
                     continue
                 if status == OK:
@@ -172,16 +200,42 @@ class DecodeProcess:
             pass
         if self._closing:
             return
-        # The process died: what it held fails, a new one takes over.
-        log.error("a decoding process died (exit %s); starting a new one", await proc.wait())
+        await self._restart(await proc.wait(), answered)
+
+    async def _restart(self, exit_code: int, answered: bool) -> None:
+        """The process died: start another, and hand it what the dead one held."""
+        log.error("a decoding process died (exit %s); starting a new one", exit_code)
         self.ready = False
-        while self.pending:
-            future = self.pending.popleft()
-            if not future.done():
-                future.set_exception(
-                    CorruptImageError("the image could not be decoded (the decoder failed on it)")
+        self.restarts += 1
+        if self.on_restart is not None:
+            self.on_restart()
+        held, self.pending = list(self.pending), collections.deque()
+        if held:
+            held[0].strikes += 1  # the photo it was decoding
+        retry = []
+        for upload in held:
+            if upload.future.done():
+                continue
+            if upload.strikes >= 2:
+                upload.future.set_exception(
+                    CorruptImageError(
+                        "the image could not be decoded: it crashed the decoder twice"
+                    )
                 )
-        await self.start(self._probe)
+            else:
+                retry.append(upload)
+                asyncio.get_running_loop().call_later(self.RETRY_WAIT_S, _give_up, upload.future)
+        if not answered:
+            await asyncio.sleep(self.RESTART_DELAY_S)  # a start that fails: no busy loop
+        try:
+            await self.start(self._probe)
+        except OSError as exc:
+            log.error("a decoding process could not start: %s", exc)
+            for upload in retry:
+                upload.future.set_exception(DecoderUnavailableError(str(exc)))
+            return
+        for upload in retry:
+            self._send(upload)
 
     async def close(self) -> None:
         """Close the process's input; it ends after the photos it holds."""
@@ -194,6 +248,16 @@ class DecodeProcess:
                 self._proc.kill()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def _give_up(future: asyncio.Future[Prepared]) -> None:
+    """A retried photo still unanswered: 503, not a wait without end."""
+    if not future.done():
+        future.set_exception(
+            DecoderUnavailableError(
+                "no decoding process is available (one is restarting); retry shortly"
+            )
+        )
 
 
 class DecodeBudget:
@@ -245,10 +309,15 @@ class Decoder:
     priority for large images), within a memory budget."""
 
     def __init__(
-        self, threads: int, max_pixels: int, budget_bytes: int, processes: int = 0
+        self,
+        threads: int,
+        max_pixels: int,
+        budget_bytes: int,
+        processes: int = 0,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.max_pixels = max_pixels
-        self.processes = [DecodeProcess(max_pixels) for _ in range(processes)]
+        self.processes = [DecodeProcess(max_pixels, on_restart) for _ in range(processes)]
         self.budget = DecodeBudget(budget_bytes)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self._large = ThreadPoolExecutor(

@@ -19,7 +19,7 @@ from fastapi import Request
 from app.config import Settings
 from app.errors import ApiError, echo
 from app.serving.admission import Admission, EngineUnavailableError
-from app.serving.decode import Decoder, Prepared
+from app.serving.decode import Decoder, DecoderUnavailableError, Prepared
 from app.serving.engine import InferenceEngine, Result
 from model import saliency
 from model.preprocess import ImageError
@@ -110,6 +110,8 @@ class Pipeline:
     async def _prepare(self, name: str | None, data: bytes, named: bool, busy: bool) -> Prepared:
         try:
             return await self.decoder.prepare(data, busy)
+        except DecoderUnavailableError as exc:
+            raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc
         except ImageError as exc:
             if not named:
                 raise

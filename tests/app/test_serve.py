@@ -1,6 +1,7 @@
 """The server process under hostile clients (benchmarks/hostile.py's attacks, small numbers)."""
 
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -72,6 +73,19 @@ def test_overload_answers_200_503_or_504_within_the_timeout(
     assert set(statuses) <= {"200", "503", "504"} and statuses.get("503", 0) > 0, report
     assert statuses.get("200", 0) > 0 and report["every_503_has_retry_after"], report
     assert report["slowest_answer_s"] <= 1.0, report  # the timeout + 0.5 s
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)")
+def test_a_flood_of_connections_opened_at_once_waits_no_seconds(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """wrk's 256 connections, opened at once, posting a photo: the slowest answer comes within
+    a second (under uvloop, which accepted one connection per loop turn, the last waited 4 s)."""
+    env = {"QUEUE_SIZE": "8", "REQUEST_TIMEOUT_S": "0.5"}
+    with served(tiny_checkpoint, tmp_path / "log", **env) as server:
+        report = hostile.wrk_flood(server.url, hostile.multipart(PHOTO), clients=256, seconds=3)
+    assert set(report["statuses"]) <= {"200", "503", "504"}, report
+    assert report["slowest_ms"] <= 1000, report
 
 
 def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(

@@ -1,14 +1,24 @@
 import asyncio
 import contextlib
+import http.client
 import io
+import os
+import signal
+import sys
+import time
+import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.serving.decode import DecodeBudget, Decoder
+from app.serving.decode import DecodeBudget, DecodeProcess, Decoder, DecoderUnavailableError
 from model.preprocess import CorruptImageError, ImageError, prepare_photo
+from tests.helpers import CRASHING_WORKER, served
 
 
 def test_budget_serves_in_order_and_lets_an_oversized_image_run_alone() -> None:
@@ -101,20 +111,156 @@ def test_a_decoding_process_prepares_what_the_loop_would() -> None:
     asyncio.run(scenario())
 
 
-def test_a_dead_decoding_process_is_replaced() -> None:
+def test_photos_held_by_a_dead_process_are_answered_by_its_successor() -> None:
+    """kill -9 with several photos in the pipe: each is answered, right, by the next process."""
+
     async def scenario() -> None:
         async with _decoder_with_a_process() as decoder:
             process = decoder.processes[0]
-            data = _photos()[0]
-            held = asyncio.ensure_future(process.prepare(data))
-            # A decoder crash, as a hostile image could cause one: the process dies hard.
+            photos = _photos()
             assert process._proc is not None
+            process._proc.send_signal(signal.SIGSTOP)  # they queue up behind its pipe
+            held = [asyncio.ensure_future(process.prepare(d)) for d in photos]
+            await asyncio.sleep(0.05)
             process._proc.kill()
-            with pytest.raises(CorruptImageError, match="decoder failed"):
-                await held
-            await _ready(decoder)  # a new process
-            assert np.array_equal(
-                (await decoder.prepare(data, busy=True)).image, prepare_photo(data)
-            )
+            for future, data in zip(held, photos, strict=True):
+                assert np.array_equal((await future).image, prepare_photo(data))
+            assert process.restarts == 1
 
     asyncio.run(scenario())
+
+
+class CrashingProcess(DecodeProcess):
+    """A decoding process whose program dies hard on an upload that starts with CRASH, and
+    otherwise is the service's own: a real crash of a real process, without a switch in it."""
+
+    COMMAND = (sys.executable, "-c", CRASHING_WORKER)
+
+
+def test_an_upload_that_crashes_two_decoders_gets_a_422_saying_so() -> None:
+    async def scenario() -> None:
+        restarts: list[int] = []
+        process = CrashingProcess(10**7, on_restart=lambda: restarts.append(1))
+        await process.start(_photos()[0])
+        try:
+            innocent = asyncio.ensure_future(process.prepare(_photos()[1]))
+            with pytest.raises(CorruptImageError, match="crashed the decoder twice"):
+                await process.prepare(b"CRASH" + _photos()[2])
+            assert np.array_equal((await innocent).image, prepare_photo(_photos()[1]))
+            assert len(restarts) == process.restarts == 2
+            # The third process serves on.
+            answer = await process.prepare(_photos()[2])
+            assert np.array_equal(answer.image, prepare_photo(_photos()[2]))
+        finally:
+            await process.close()
+
+    asyncio.run(scenario())
+
+
+class SilentSuccessor(DecodeProcess):
+    """The first process is the service's; every later one never answers."""
+
+    RETRY_WAIT_S = 0.5
+
+    async def start(self, probe: bytes) -> None:
+        if self.restarts:
+            self.COMMAND = (sys.executable, "-c", "import time; time.sleep(60)")
+        await super().start(probe)
+
+
+def test_a_photo_no_process_answers_in_time_gets_503_not_422() -> None:
+    async def scenario() -> None:
+        process = SilentSuccessor(10**7)
+        await process.start(_photos()[0])
+        try:
+            for _ in range(200):
+                if process.ready:
+                    break
+                await asyncio.sleep(0.05)
+            assert process._proc is not None
+            process._proc.send_signal(signal.SIGSTOP)
+            held = asyncio.ensure_future(process.prepare(_photos()[1]))
+            await asyncio.sleep(0.05)
+            process._proc.kill()
+            with pytest.raises(DecoderUnavailableError, match="retry shortly"):
+                await held
+        finally:
+            if process._proc is not None and process._proc.returncode is None:
+                process._proc.kill()  # the silent one reads no input: closing it would wait
+            await process.close()
+
+    asyncio.run(scenario())
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The decoding processes (app.serving.photo_worker) started by process `parent`."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == parent and b"app.serving.photo_worker" in cmdline:
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def _jpeg_400x534() -> bytes:
+    rng = np.random.default_rng(3)
+    pixels = np.full((534, 400, 3), 235, dtype=np.uint8)
+    pixels[100:450, 80:320] = rng.integers(40, 90, 3, dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_kill_9_of_the_decoder_under_load_fails_no_valid_photo(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """16 clients post a valid JPEG while the decoding process is killed 5 times: every answer
+    is 200 (or 503, busy), never 422 or 500; a 200 comes within 2 s of each kill; the restarts
+    are counted."""
+    photo = _jpeg_400x534()
+    boundary = "killtestboundary"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="image"; filename="p.jpg"\r\n\r\n'
+        ).encode()
+        + photo
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    answers: list[tuple[float, int]] = []
+    with served(tiny_checkpoint, tmp_path / "server.log", DECODE_PROCESSES="1") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        stop = time.monotonic() + 10.0
+
+        def client() -> None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            while time.monotonic() < stop:
+                conn.request("POST", "/predict", body, headers)
+                response = conn.getresponse()
+                response.read()
+                answers.append((time.monotonic(), response.status))
+
+        kills: list[float] = []
+        with ThreadPoolExecutor(16) as pool:
+            for _ in range(16):
+                pool.submit(client)
+            time.sleep(1.0)
+            for _ in range(5):
+                for _ in range(100):  # the successor of the last kill, once it is up
+                    if pids := _worker_pids(server.proc.pid):
+                        break
+                    time.sleep(0.02)
+                os.kill(pids[0], signal.SIGKILL)
+                kills.append(time.monotonic())
+                time.sleep(1.6)
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+    statuses = Counter(status for _, status in answers)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[200] > 100
+    for killed in kills:
+        assert any(killed < t <= killed + 2.0 and s == 200 for t, s in answers), killed
+    assert "fashion_decoder_restarts_total 5.0" in metrics
+    assert "decoding process died" in server.log_text()
