@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         2048, ge=1, description="open connections before new ones get 503 (capped by the fd limit)"
     )
+    drain_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="on SIGTERM, seconds of answering /health/ready with 503 while still serving "
+        "and accepting, before the shutdown starts: time for a load balancer's health check "
+        "to move traffic away (with WORKERS=1; Kubernetes' preStop does the same)",
+    )
     shutdown_timeout_s: float = Field(
         25.0,
         gt=0,

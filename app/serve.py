@@ -16,8 +16,10 @@ import functools
 import logging
 import os
 import resource
+import signal
 import socket
 import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -25,6 +27,8 @@ from pydantic import ValidationError
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings, settings_problem
+from app.http.deps import Services
+from app.http.factory import create_app
 from model.cli import Parser, fail
 
 log = logging.getLogger("app.server")
@@ -141,6 +145,30 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that the first SIGTERM starts DRAIN_S of draining: readiness
+    answers 503 while requests are still accepted and served; then the usual shutdown (a
+    second signal, or Ctrl-C, ends the drain at once)."""
+
+    def __init__(self, config: uvicorn.Config, services: Services, drain_s: float) -> None:
+        super().__init__(config)
+        self.services, self.drain_s = services, drain_s
+        self.drain_ends: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self.drain_s > 0 and self.drain_ends is None:
+            self.services.draining = True
+            self.drain_ends = time.monotonic() + self.drain_s
+            log.info("SIGTERM: draining for %g s (readiness 503), then shutting down", self.drain_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_ends is not None and time.monotonic() >= self.drain_ends:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
 def port_problem(host: str, port: int) -> str | None:
     """Why the service could not listen on host:port, checked before anything loads (uvicorn
     would say it only after loading the model, among its start-up lines); None when it can."""
@@ -173,22 +201,25 @@ def main(argv: list[str] | None = None) -> None:
         fail("python -m app.serve", f"a setting is not valid: {settings_problem(exc)}")
     if problem := port_problem(args.host, args.port):
         fail("python -m app.serve", problem)
-    uvicorn.run(
-        "app.http.factory:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        http=GuardedProtocol,
-        access_log=not args.no_access_log,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "http": GuardedProtocol,
+        "access_log": not args.no_access_log,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
         # asyncio's own loop, not uvloop: under a flood uvloop accepted one new connection per
         # loop iteration, so the last of 256 connections opened at once waited 4.5 s for its
         # first answer (asyncio: all 256 within 0.08 s). The rates it gives are the same
         # (paired runs at c=1 and c=32, PNG and photo, within 3 %).
-        loop="asyncio",
-    )
+        "loop": "asyncio",
+    }
+    if args.workers > 1:
+        uvicorn.run("app.http.factory:create_app", factory=True, workers=args.workers, **options)
+        return
+    app = create_app(settings)
+    server = DrainingServer(uvicorn.Config(app, **options), app.state.services, settings.drain_s)
+    server.run()
 
 
 if __name__ == "__main__":

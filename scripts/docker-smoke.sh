@@ -17,7 +17,7 @@ cleanup() {
     if [ -n "$DOCKERD_PID" ]; then
         docker rm -f fashion-smoke fashion-smoke-cpu >/dev/null 2>&1 || true
         docker-compose -f docker-compose.yml -p fashionsmoke --profile cpu --profile train \
-            down -v >/dev/null 2>&1 || true
+            --profile replicas down -v >/dev/null 2>&1 || true
         kill "$DOCKERD_PID" 2>/dev/null || true
         wait "$DOCKERD_PID" 2>/dev/null || true
     fi
@@ -122,7 +122,7 @@ docker stop fashion-smoke >/dev/null
 
 step "docker-compose config (default and each profile)"
 docker-compose -f docker-compose.yml config -q
-for profile in cpu train train-gpu; do
+for profile in cpu train train-gpu replicas; do
     docker-compose -f docker-compose.yml --profile "$profile" config -q
 done
 
@@ -163,6 +163,13 @@ docker run --rm --user 0 -v "$WORK/ckpt:/checkpoints" fashion-resnet:latest \
 CHECKPOINT_DIR=$WORK/ckpt MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safetensors \
     serve_and_check
 compose --profile cpu --profile train down -v
+
+step "compose: two replicas behind HAProxy, each restarted twice under 16 clients for 60 s"
+compose --profile replicas up -d --build
+for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 1; done
+python3 benchmarks/rolling_restart.py --compose fashionsmoke --url "http://127.0.0.1:$PORT" \
+    --seconds 60 --photo "$PHOTO" || { compose --profile replicas logs --tail 30; exit 1; }
+compose --profile replicas down -v
 
 step "a newcomer's first hour (scripts/newcomer.sh), its container step on the CPU image"
 NEWCOMER_CPU_IMAGE=fashion-resnet:cpu bash scripts/newcomer.sh

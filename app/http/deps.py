@@ -34,6 +34,7 @@ class Services:
     options: EngineOptions  # the settings' defaults resolved for this device and checkpoint
     built: InferenceEngine  # the model loaded, not started: the lifespan warms it up
     running: Pipeline | None = None  # set by the lifespan once warmed up, None after stop
+    draining: bool = False  # SIGTERM came: readiness says 503, requests are still served
 
     @property
     def ready(self) -> bool:

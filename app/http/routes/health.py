@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.errors import ApiError
 from app.http.deps import ServicesDep
 from app.protocol.schemas import ErrorResponse, Live, Ready
 
@@ -19,7 +20,10 @@ async def live() -> Live:
 
 @router.get("/health/ready", response_model=Ready, responses={503: {"model": ErrorResponse}})
 async def ready(services: ServicesDep) -> Ready:
-    """200 once the model is loaded and warmed up, 503 before."""
+    """200 once the model is loaded and warmed up, 503 before, and 503 again from SIGTERM on
+    (with DRAIN_S, while the service still answers, so that a load balancer moves away)."""
+    if services.draining:
+        raise ApiError(503, "the service is shutting down", {"Retry-After": "1"})
     engine = services.engine
     return Ready(status="ready", device=str(engine.device), checkpoint=engine.ckpt.short_hash)
 
