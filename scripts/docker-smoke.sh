@@ -165,7 +165,7 @@ CHECKPOINT_DIR=$WORK/ckpt MODEL_CHECKPOINT=/checkpoints/fashion-resnet18.safeten
 compose --profile cpu --profile train down -v
 
 step "compose: two replicas behind HAProxy, each restarted twice under 16 clients for 60 s"
-compose --profile replicas up -d --build
+compose --profile replicas up -d --build proxy
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 1; done
 python3 benchmarks/rolling_restart.py --compose fashionsmoke --url "http://127.0.0.1:$PORT" \
     --seconds 60 --photo "$PHOTO" || { compose --profile replicas logs --tail 30; exit 1; }
