@@ -88,6 +88,25 @@ def test_a_flood_of_connections_opened_at_once_waits_no_seconds(
     assert report["slowest_ms"] <= 1000, report
 
 
+def test_sigterm_with_drain_says_not_ready_but_serves_then_exits(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """DRAIN_S=2: after SIGTERM readiness is 503 (with Retry-After) while predictions and new
+    connections are still served; the process then shuts down as usual."""
+    with served(tiny_checkpoint, tmp_path / "log", DRAIN_S="2") as server:
+        request = hostile.post_request(server.url, hostile.multipart(PHOTO))
+        sent = time.monotonic()
+        server.proc.terminate()
+        time.sleep(0.3)
+        assert hostile.get_status(server.url, "/health/ready") == 503
+        assert hostile.get_status(server.url, "/health/live") == 200
+        assert hostile.post_status(server.url, request) == 200
+        server.proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    assert 2.0 <= took < 10, took
+    assert "draining for 2 s" in server.log_text()
+
+
 def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
