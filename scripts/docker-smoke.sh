@@ -81,6 +81,11 @@ python3 -c "import sys; sys.exit(float(sys.argv[1]) > 2)" "$ready" || { echo "re
 answer=$(curl -sf -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict")
 echo "$answer"
 python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert a["label"] and a["device"] == "cpu", a' "$answer"
+# The page at / and its files, from the package inside the read-only container.
+curl -sf "http://127.0.0.1:$((PORT + 1))/" | grep -q "<title>fashion-resnet" || { echo "no page at /"; exit 1; }
+curl -sf -o /dev/null "http://127.0.0.1:$((PORT + 1))/page/page.js" || { echo "no page.js"; exit 1; }
+curl -sf -o /dev/null -F "image=@$PHOTO" "http://127.0.0.1:$((PORT + 1))/predict?explain=true" \
+    || { echo "explain=true failed"; exit 1; }
 docker logs fashion-smoke-cpu 2>&1 | grep -E "serving|precision" || true
 if docker exec fashion-smoke-cpu python3 -c "import torch" 2>/dev/null; then
     echo "torch is importable in the CPU image"; exit 1
