@@ -324,6 +324,12 @@ def wrk_flood(url: str, body: bytes, clients: int, seconds: float) -> dict[str, 
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
 
+def asyncio_flood(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """wrk_flood's statuses from asyncio clients, where wrk is not installed."""
+    seen = _hammered(url, post_request(url, body), clients, seconds)
+    return {"statuses": dict(Counter(str(status) for status, _, _ in seen))}
+
+
 def server_histogram(url: str, route: str = "/predict") -> dict[float, float]:
     """The service's own request-duration histogram for `route`: {upper bound s: count}."""
     with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
@@ -377,11 +383,8 @@ def flood(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]
     and PROBES more opened while it runs, whose answers are timed per status at the socket."""
     request = post_request(url, body)
     with ThreadPoolExecutor(1) as pool:
-        if shutil.which("wrk"):
-            load = pool.submit(wrk_flood, url, body, clients - PROBES, seconds)
-        else:
-            load = pool.submit(lambda: {"statuses": dict(Counter(str(s) for s, _, _ in _hammered(
-                url, request, clients - PROBES, seconds)))})  # fmt: skip
+        load = pool.submit(wrk_flood if shutil.which("wrk") else asyncio_flood,
+                           url, body, clients - PROBES, seconds)  # fmt: skip
         probed = _hammered(url, request, PROBES, seconds - 1.0, delay=0.5)
         result = load.result()
     result["probes"] = per_status(probed)
