@@ -82,7 +82,8 @@ def framing_accuracy(
     for k, name in enumerate(names):
         x = np.concatenate([r for r in results[k * per_name : (k + 1) * per_name] if len(r)])
         with torch.no_grad():
-            preds = torch.cat([clf(torch.from_numpy(b)).argmax(1) for b in np.array_split(x, 10)])
+            batches = np.array_split(x, 10)
+            preds = torch.cat([clf(torch.from_numpy(b))[0].argmax(1) for b in batches])
         out[name] = float((preds.numpy() == labels).mean())
     return out
 

@@ -40,7 +40,7 @@ def served_forward(checkpoint: str | None = None) -> tuple[Forward, str]:
     engine = build_engine(settings, read_checkpoint_info(settings.model_checkpoint), "cpu")
 
     def forward(images: np.ndarray) -> np.ndarray:
-        parts = [engine.forward(images[i : i + CHUNK]) for i in range(0, len(images), CHUNK)]
+        parts = [engine.forward(images[i : i + CHUNK]).probs for i in range(0, len(images), CHUNK)]
         return np.concatenate(parts)
 
     return forward, engine.runner.name

@@ -12,7 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from model.calibrate import Scored, as_sets, calibration_report, logits_of, photo_scores
+from model.calibrate import (
+    Scored,
+    as_sets,
+    calibration_report,
+    features_of,
+    garment_scores,
+    logits_from,
+    logits_of,
+    photo_scores,
+)
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.cli import Parser, run
 from model.data import BatchLoader, Split, load_split
@@ -179,8 +188,10 @@ def evaluate_photo_validation(
     AUROC and flag rates, and a contact sheet of the mistakes."""
     photos = load_photos(folder)
     val = photos.select(validation_split(photos)[1])
-    logits = logits_of(ckpt, val.images)
-    scored, outside = photo_scores(logits, val)
+    features = features_of(ckpt, val.images)
+    logits = logits_from(ckpt, features)
+    garment = garment_scores(ckpt, features, ckpt.garment_head, ckpt.temperature)
+    scored, outside = photo_scores(logits, val, garment)
     fm = Scored(logits_of(ckpt, test.images), as_sets(test.labels, ckpt.num_classes))
     report = {
         "photos": len(val),

@@ -79,9 +79,20 @@ class CheckpointInfo:
 
     @property
     def flag_threshold(self) -> float | None:
-        """Confidence below which a photo is probably none of the classes (None: not fitted)."""
+        """Garment score below which a photo is probably none of the classes (None: not
+        fitted). The score is the garment head's probability where the calibration fitted one,
+        else the top class's probability."""
         value = self.meta.get("calibration", {}).get("flag_threshold")
         return None if value is None else float(value)
+
+    @property
+    def garment_head(self) -> dict[str, Any] | None:
+        """The garment head model.calibrate fitted: {"weight": [features], "bias": b}; the
+        probability that an image shows one of the classes is sigmoid(weight . features + b),
+        features the network's pooled penultimate layer. None: the flag reads the top class's
+        probability instead."""
+        head = self.meta.get("calibration", {}).get("garment_head")
+        return None if head is None else dict(head)
 
     @property
     def short_hash(self) -> str:
@@ -96,6 +107,7 @@ class CheckpointInfo:
             "weights_sha256": self.meta["weights_sha256"],
             "input": [self.input_size, self.mean, self.std],
             "temperature": self.temperature,
+            "garment_head": self.garment_head,
             "int8": self.meta.get("int8"),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

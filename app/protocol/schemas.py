@@ -50,9 +50,10 @@ class Prediction(BaseModel):
     confidence: float = Field(examples=[0.97], description="the top class's calibrated probability")
     none_of_the_classes: bool = Field(
         examples=[False],
-        description="true when the confidence is below the checkpoint's calibrated threshold: "
-        "the photo is probably none of the classes (a hat, shorts, a skirt, not clothing). "
-        "Always false for a checkpoint without calibration.",
+        description="true when the checkpoint's garment score (its garment head, else the "
+        "confidence) is below its calibrated threshold: the photo is probably none of the "
+        "classes (a hat, shorts, a skirt, not clothing). Always false for a checkpoint without "
+        "calibration.",
     )
     top_k: list[ClassScore]
     # With explain=true only; absent otherwise.

@@ -16,7 +16,7 @@ import numpy as np
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.metrics import Metrics
 from app.serving.admission import QueueFullError, ShuttingDownError
-from app.serving.runner import ModelOptions
+from app.serving.runner import ModelOptions, Scores
 from app.serving.runtime import build_runner
 from model.meta import CheckpointInfo
 from model.preprocess import NATIVE_SIZE
@@ -26,9 +26,11 @@ log = logging.getLogger("app.serving.engine")
 
 @dataclass
 class Result:
-    """Class probabilities for a job's images and where its time went."""
+    """Class probabilities and garment scores (runner.Scores) for a job's images, and where
+    its time went."""
 
     probs: list[list[float]]
+    garment: list[float]
     queue_s: float
     inference_s: float
     batch_size: int
@@ -77,8 +79,8 @@ class InferenceEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def forward(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for (n, 28, 28) uint8 images, run on the calling thread."""
+    def forward(self, images: np.ndarray) -> Scores:
+        """The network's Scores for (n, 28, 28) uint8 images, run on the calling thread."""
         return self.runner(images)
 
     @property
@@ -166,7 +168,8 @@ class InferenceEngine:
             try:
                 # Joining, the forward pass and the conversion to Python floats all happen here,
                 # so the event loop never calls into the model (and never queues for the GIL after).
-                probs = self.forward(np.stack([x for j in jobs for x in j.images])).tolist()
+                scores = self.forward(np.stack([x for j in jobs for x in j.images]))
+                probs, garment = scores.probs.tolist(), scores.garment.tolist()
             except Exception as exc:  # a failed forward fails its requests, not the thread
                 log.exception("forward pass failed")
                 for job in jobs:
@@ -179,7 +182,11 @@ class InferenceEngine:
             for job in jobs:
                 n = len(job.images)
                 result = Result(
-                    probs[offset : offset + n], started - job.enqueued, inference_s, len(probs)
+                    probs[offset : offset + n],
+                    garment[offset : offset + n],
+                    started - job.enqueued,
+                    inference_s,
+                    len(probs),
                 )
                 job.loop.call_soon_threadsafe(_succeed, job.future, result)
                 offset += n

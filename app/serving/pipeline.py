@@ -148,7 +148,11 @@ class Pipeline:
             result = await self.engine.infer(batch)
         rows = np.asarray(result.probs, dtype=np.float32).reshape(len(prepared), step, -1)
         maps = [saliency.occlusion_saliency(r) for r in rows]
-        return prepared, replace(result, probs=result.probs[::step]), maps
+        return (
+            prepared,
+            replace(result, probs=result.probs[::step], garment=result.garment[::step]),
+            maps,
+        )
 
     async def classify_pixels(self, images: Sequence[np.ndarray]) -> Result:
         """Ready-made (28, 28) uint8 images through the network under one admission."""

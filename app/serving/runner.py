@@ -1,11 +1,11 @@
-"""What every runner is: the model options it is built from, and uint8 images in, probabilities
+"""What every runner is: the model options it is built from, and uint8 images in, Scores
 out. The base the ONNX Runtime and PyTorch runners share, with no torch and no runner imported."""
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,13 @@ class ModelOptions:
     compile: bool = False
 
 
+class Scores(NamedTuple):
+    """What the network says of a batch of images."""
+
+    probs: np.ndarray  # (B, classes) float32, calibrated class probabilities
+    garment: np.ndarray  # (B,) float32: under the checkpoint's flag threshold, none of the classes
+
+
 def installed(package: str) -> bool:
     """Whether a package can be imported (without importing it)."""
     return importlib.util.find_spec(package) is not None
@@ -45,7 +52,7 @@ def cpu_flags() -> frozenset[str]:
 
 
 class Runner:
-    """The served model on its device: uint8 (B, 28, 28) images in, probabilities out."""
+    """The served model on its device: uint8 (B, 28, 28) images in, Scores out."""
 
     name: str
     precision: str = "fp32"
@@ -58,5 +65,5 @@ class Runner:
             self.precision, self.precision
         )
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> Scores:
         raise NotImplementedError

@@ -1,9 +1,10 @@
 """How the network runs: ONNX Runtime on the CPU (float32 or INT8), or PyTorch (any device).
 
-Each runner takes uint8 (B, 28, 28) images as a numpy array and returns (B, classes) float32
-probabilities. This module imports no torch: the CPU image serves without it, from the ONNX graphs
-exported beside the checkpoint (model.export). Where torch is installed, a missing or stale graph
-is exported at start-up instead. The measured effect of each choice is in docs/performance.md.
+Each runner takes uint8 (B, 28, 28) images as a numpy array and returns Scores: (B, classes)
+float32 probabilities and (B,) garment scores. This module imports no torch: the CPU image serves
+without it, from the ONNX graphs exported beside the checkpoint (model.export). Where torch is
+installed, a missing or stale graph is exported at start-up instead. The measured effect of each
+choice is in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.serving.runner import ModelOptions, Precision, Runner, cpu_flags, installed
+from app.serving.runner import ModelOptions, Precision, Runner, Scores, cpu_flags, installed
 from model.graphs import graph_key_of, session
 from model.meta import SHIPPED_CHECKPOINT, CheckpointInfo, graph_file
 from model.preprocess import NATIVE_SIZE
@@ -111,7 +112,7 @@ class OnnxRunner(Runner):
         version = __import__("onnxruntime").__version__
         self.name = f"onnxruntime {version} ({self.precision}, {_threads(threads)})"
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> Scores:
         x = images
         if not self.whole:  # the graph starts at the network: torch resizes and normalises
             import torch
@@ -120,7 +121,8 @@ class OnnxRunner(Runner):
 
             spec = self.spec
             x = to_model_input(torch.from_numpy(images), spec.size, spec.mean, spec.std).numpy()
-        return np.asarray(self.session.run(None, {"x": x})[0])
+        probs, garment = self.session.run(None, {"x": x})
+        return Scores(np.asarray(probs), np.asarray(garment))
 
 
 def _threads(n: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.serving.runner import ModelOptions, Runner
+from app.serving.runner import ModelOptions, Runner, Scores
 from model.checkpoint import as_checkpoint
 from model.classifier import Classifier
 from model.meta import CheckpointInfo
@@ -43,7 +43,12 @@ class TorchRunner(Runner):
         if options.channels_last:
             net = net.to(memory_format=torch.channels_last)
         model = Classifier(
-            net, full.input_spec, options.channels_last, self.torch_dtype, full.temperature
+            net,
+            full.input_spec,
+            options.channels_last,
+            self.torch_dtype,
+            full.temperature,
+            full.garment_head,
         )
         # Batches vary from 1 to max_batch_size: compile once for a dynamic batch dimension.
         self.model = torch.compile(model, dynamic=True) if options.compile else model
@@ -52,7 +57,8 @@ class TorchRunner(Runner):
         self.name = f"torch {torch.__version__} ({self.precision}{extra})"
 
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray) -> Scores:
         # uint8 crosses to the device (4x fewer bytes than float); resize and normalise there.
         x = torch.from_numpy(images).to(self.device, non_blocking=True)
-        return self.model(x).float().cpu().numpy()
+        probs, garment = self.model(x)
+        return Scores(probs.float().cpu().numpy(), garment.float().cpu().numpy())

@@ -1,6 +1,7 @@
 """Temperature scaling, calibration error, AUROC and the none-of-the-ten threshold."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,14 @@ import torch
 from model.calibrate import (
     auroc,
     expected_calibration_error,
+    fit_garment_head,
     fit_temperature,
     flag_threshold,
     main,
     set_nll,
 )
 from model.checkpoint import copy_checkpoint, load_checkpoint
+from model.meta import read_checkpoint_info
 from tests.helpers import write_photo_folder
 
 
@@ -65,13 +68,39 @@ def test_cli_writes_the_calibration_into_the_metadata(
 ) -> None:
     path = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     folder = write_photo_folder(tmp_path / "photos", per_folder=10)
-    report = main([f"--checkpoint={path}", f"--photos={folder}"])
+    report = main([f"--checkpoint={path}", f"--photos={folder}", "--head-samples=60"])
     ckpt = load_checkpoint(path)  # the weights' hash still holds
     assert ckpt.temperature == pytest.approx(report["temperature"]) and ckpt.temperature > 0
     assert ckpt.flag_threshold == pytest.approx(report["flag_threshold"])
     assert report["flagged"]["in_class"] <= 0.05
-    assert report["fitted_on"] == {"photo_validation_in_class": 6, "fashion_mnist_train_last": 2000}
+    assert report["fitted_on"] == {
+        "photo_validation_in_class": 6,
+        "fashion_mnist_train_last": 2000,
+        "garment_head_samples": 60,
+    }
     assert 0 <= report["none_of_the_ten_auroc"] <= 1
+    assert ckpt.garment_head is not None and len(ckpt.garment_head["weight"]) == 512
+    assert graph_key_without_head(path) != ckpt.graph_key  # the graph holds the head
+
+
+def graph_key_without_head(path: Path) -> str:
+    info = read_checkpoint_info(path)
+    calibration = {k: v for k, v in info.meta["calibration"].items() if k != "garment_head"}
+    return replace(info, meta={**info.meta, "calibration": calibration}).graph_key
+
+
+def test_the_garment_head_separates_what_it_was_fitted_on_and_folds_its_scaling() -> None:
+    gen = torch.Generator().manual_seed(0)
+    # Garments and others differ along one direction of features on very different scales.
+    scale = torch.logspace(-2, 2, 16)
+    garments = torch.randn(400, 16, generator=gen) * scale
+    others = torch.randn(400, 16, generator=gen) * scale
+    others[:, 3] += 4 * scale[3]
+    head = fit_garment_head([(garments[:200], 1.0)], [(others[:200], 1.0)])
+    w, b = torch.tensor(head["weight"], dtype=torch.float64), head["bias"]
+    score = lambda f: torch.sigmoid(f.double() @ w + b)  # noqa: E731
+    assert auroc(score(garments[200:]), score(others[200:])) > 0.97
+    assert head == fit_garment_head([(garments[:200], 1.0)], [(others[:200], 1.0)])  # same data
 
 
 def test_the_threshold_keeps_every_type_within_the_budget() -> None:

@@ -96,7 +96,9 @@ async def _uploads(
     )
 
 
-def _prediction(probs: list[float], ckpt: CheckpointInfo, top_k: int) -> dict[str, Any]:
+def _prediction(
+    probs: list[float], garment: float, ckpt: CheckpointInfo, top_k: int
+) -> dict[str, Any]:
     names = ckpt.class_names
     best = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)[:top_k]
     top = [ClassScore(label=names[i], class_id=i, probability=round(probs[i], 6)) for i in best]
@@ -105,7 +107,7 @@ def _prediction(probs: list[float], ckpt: CheckpointInfo, top_k: int) -> dict[st
         "label": top[0].label,
         "class_id": top[0].class_id,
         "confidence": top[0].probability,
-        "none_of_the_classes": threshold is not None and probs[best[0]] < threshold,
+        "none_of_the_classes": threshold is not None and garment < threshold,
         "top_k": top,
     }
 
@@ -226,7 +228,7 @@ async def predict(request: Request, services: ServicesDep) -> Response:
     services.metrics.observe_stages(**stages)
     engine = pipeline.engine
     answer = PredictResponse(
-        **_prediction(result.probs[0], engine.ckpt, top_k),
+        **_prediction(result.probs[0], result.garment[0], engine.ckpt, top_k),
         **(_explanation(prepared[0], maps[0]) if explain else {}),
         **_envelope(engine, start, stages),
     )
@@ -264,10 +266,12 @@ async def predict_batch(
     results = [
         BatchItem(
             filename=None if name is None else echo(name, 255),
-            **_prediction(p, engine.ckpt, k),
+            **_prediction(p, g, engine.ckpt, k),
             **(_explanation(prepared[i], maps[i]) if explain else {}),
         )
-        for i, ((name, _), p) in enumerate(zip(uploads, result.probs, strict=True))
+        for i, ((name, _), p, g) in enumerate(
+            zip(uploads, result.probs, result.garment, strict=True)
+        )
     ]
     stages = stage_seconds(prepared, result)
     services.metrics.observe_stages(**stages)

@@ -33,11 +33,12 @@ def test_results_match_a_direct_forward_and_batch_up_to_the_limit(
         finally:
             await engine.stop()
         assert max(r.batch_size for r in results) == 8  # 20 waiting images, batches of 8
-        return engine, [r.probs[0] for r in results]
+        return engine, [r.probs[0] for r in results], [r.garment[0] for r in results]
 
-    engine, probs = asyncio.run(run())
+    engine, probs, garment = asyncio.run(run())
     expected = engine.forward(np.stack(images))
-    np.testing.assert_allclose(np.array(probs), expected, atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(np.array(probs), expected.probs, atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(np.array(garment), expected.garment, atol=1e-6, rtol=1e-5)
 
 
 def test_stop_fails_waiting_requests_and_ends_the_thread(

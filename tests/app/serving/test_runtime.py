@@ -35,6 +35,29 @@ def _reference(ckpt: Checkpoint, images: torch.Tensor) -> np.ndarray:
         return (ckpt.model.eval()(x) / ckpt.temperature).softmax(1).numpy()
 
 
+def _garment_reference(ckpt: Checkpoint, images: torch.Tensor) -> np.ndarray:
+    """The garment head's probability by hand from the metadata, or the top probability."""
+    head = ckpt.garment_head
+    if head is None:
+        return _reference(ckpt, images).max(1)
+    with torch.no_grad():
+        x = to_model_input(images, ckpt.input_size, ckpt.mean, ckpt.std)
+        features = ckpt.model.eval()[:-1](x).double().numpy()
+    z = features @ np.asarray(head["weight"], dtype=np.float64) + head["bias"]
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.fixture(scope="module")
+def with_head(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
+    """The shipped weights with a garment head of seeded random weights."""
+    path = copy_checkpoint(SHIPPED_CHECKPOINT, tmp_path_factory.mktemp("ckpt") / "head")
+    weight = np.random.default_rng(0).normal(0, 0.05, 512).tolist()
+    update_metadata(
+        path, calibration={"temperature": 0.8, "garment_head": {"weight": weight, "bias": 0.3}}
+    )
+    return load_checkpoint(path)
+
+
 @pytest.fixture(scope="module")
 def resized(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
     """The shipped weights declared for a 40x40 input: torch resizes before the ONNX graph."""
@@ -43,16 +66,18 @@ def resized(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
     return load_checkpoint(path)
 
 
-@pytest.mark.parametrize("checkpoint", ["shipped", "resized"])
+@pytest.mark.parametrize("checkpoint", ["shipped", "resized", "with_head"])
 @pytest.mark.parametrize("name", VARIANTS)
-def test_every_runner_gives_the_plain_models_probabilities(
+def test_every_runner_gives_the_plain_models_probabilities_and_garment_score(
     request: pytest.FixtureRequest, test_images: Split, name: str, checkpoint: str
 ) -> None:
     ckpt = request.getfixturevalue(checkpoint)
     expected = _reference(ckpt, test_images.images)
     got = build_runner(ckpt, "cpu", VARIANTS[name])(test_images.images.numpy())
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
-    assert np.array_equal(got.argmax(1), expected.argmax(1))
+    np.testing.assert_allclose(got.probs, expected, atol=1e-5, rtol=1e-4)
+    assert np.array_equal(got.probs.argmax(1), expected.argmax(1))
+    garment = _garment_reference(ckpt, test_images.images)
+    np.testing.assert_allclose(got.garment, garment, atol=1e-5, rtol=1e-4)
 
 
 def test_onnxruntime_top1_equals_torch_on_the_whole_test_set(shipped: Checkpoint) -> None:
@@ -62,7 +87,7 @@ def test_onnxruntime_top1_equals_torch_on_the_whole_test_set(shipped: Checkpoint
     for start in range(0, len(test), 1000):
         images = test.images[start : start + 1000]
         expected = _reference(shipped, images).argmax(1)
-        got = runner(images.numpy()).argmax(1)
+        got = runner(images.numpy()).probs.argmax(1)
         assert np.array_equal(got, expected), f"images {start}-{start + 999}"
 
 
@@ -75,22 +100,23 @@ def test_int8_keeps_accuracy_and_agrees_with_fp32_on_the_whole_test_set(
     images, labels = test.images.numpy(), test.labels.numpy()
     fp32 = build_runner(shipped, "cpu", ModelOptions(backend="onnxruntime", precision="fp32"))
     int8 = build_runner(shipped, "cpu", ModelOptions(backend="onnxruntime", precision="int8"))
-    a = np.concatenate([fp32(images[i : i + 1000]).argmax(1) for i in range(0, 10_000, 1000)])
-    b = np.concatenate([int8(images[i : i + 1000]).argmax(1) for i in range(0, 10_000, 1000)])
+    a = np.concatenate([fp32(images[i : i + 1000]).probs.argmax(1) for i in range(0, 10_000, 1000)])
+    b = np.concatenate([int8(images[i : i + 1000]).probs.argmax(1) for i in range(0, 10_000, 1000)])
     assert (a == labels).mean() - (b == labels).mean() <= ACCURACY_DROP_MAX
     assert (a == b).mean() >= AGREEMENT_MIN
     assert int8.precision == "int8" and "int8" in int8.name
 
 
 def test_int8_probabilities_are_not_quantized(shipped: Checkpoint) -> None:
-    """The classifier's head stays in float: calibrated probabilities close to float32's, not
-    in the 1/255 steps a quantized softmax gives."""
+    """The heads stay in float: calibrated probabilities and garment scores close to float32's,
+    not in the 1/255 steps a quantized softmax or sigmoid gives."""
     images = load_split("test").images.numpy()[:512]
     options = {p: ModelOptions(backend="onnxruntime", precision=p) for p in ("fp32", "int8")}
     fp32, int8 = (build_runner(shipped, "cpu", options[p])(images) for p in ("fp32", "int8"))
-    on_grid = np.isclose(int8 * 255, np.round(int8 * 255), atol=1e-3).mean()
-    assert on_grid < 0.2, f"{on_grid:.0%} of INT8 probabilities are multiples of 1/255"
-    assert np.median(np.abs(int8 - fp32)) < 1e-3
+    for a, b in ((fp32.probs, int8.probs), (fp32.garment, int8.garment)):
+        on_grid = np.isclose(b * 255, np.round(b * 255), atol=1e-3).mean()
+        assert on_grid < 0.2, f"{on_grid:.0%} of INT8 outputs are multiples of 1/255"
+        assert np.median(np.abs(b - a)) < 1e-3
 
 
 def test_int8_is_refused_without_a_passed_check(tmp_path: Path) -> None:
@@ -132,7 +158,7 @@ def test_a_stale_graph_file_is_exported_again(tmp_path: Path, test_images: Split
     ckpt = load_checkpoint(path)
     got = build_runner(ckpt, "cpu", ModelOptions(backend="onnxruntime", precision="fp32"))
     np.testing.assert_allclose(
-        got(test_images.images.numpy()), _reference(ckpt, test_images.images), atol=1e-5
+        got(test_images.images.numpy()).probs, _reference(ckpt, test_images.images), atol=1e-5
     )
 
 

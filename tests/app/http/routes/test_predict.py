@@ -216,13 +216,30 @@ def test_request_waiting_past_its_timeout_is_504(tiny_checkpoint: Path, boot_png
         assert r.status_code == 504 and "timeout" in r.json()["detail"]
 
 
-@pytest.mark.parametrize(("threshold", "flagged"), [(None, False), (0.0, False), (1.01, True)])
+@pytest.mark.parametrize(
+    ("threshold", "head_bias", "flagged"),
+    [
+        (None, None, False),
+        (0.0, None, False),
+        (1.01, None, True),  # no garment head: the top probability is the score
+        (0.5, 5.0, False),  # a head sure of a garment (sigmoid(5) = 0.993) whatever the classes
+        (0.5, -5.0, True),  # a head sure of none (0.007)
+    ],
+)
 def test_none_of_the_classes_flag(
-    tiny_checkpoint: Path, tmp_path: Path, boot_png: bytes, threshold: float | None, flagged: bool
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    boot_png: bytes,
+    threshold: float | None,
+    head_bias: float | None,
+    flagged: bool,
 ) -> None:
     path = copy_checkpoint(tiny_checkpoint, tmp_path / "calibrated")
     if threshold is not None:
-        update_metadata(path, calibration={"temperature": 1.0, "flag_threshold": threshold})
+        calibration: dict[str, object] = {"temperature": 1.0, "flag_threshold": threshold}
+        if head_bias is not None:
+            calibration["garment_head"] = {"weight": [0.0] * 512, "bias": head_bias}
+        update_metadata(path, calibration=calibration)
     with TestClient(create_app(make_settings(path))) as c:
         one = c.post("/predict", files={"image": ("b.png", boot_png)})
         batch = c.post("/predict/batch", files=[("images", ("b.png", boot_png))])
