@@ -44,6 +44,32 @@ class SetCrossEntropy(nn.Module):
         return torch.where(inside, nll, uniform).mean()
 
 
+class GarmentLoss(nn.Module):
+    """Garment or not, from the network's pooled features, through a linear probe trained beside
+    it: binary cross-entropy against "the target is a class or a non-empty set", times `weight`.
+
+    It shapes the features model.calibrate later fits the served garment head on (the probe is
+    not kept). `hook` is a forward pre-hook for the network's last Linear: it keeps that layer's
+    input, the pooled features of the batch just run, for the loss to read.
+    """
+
+    def __init__(self, features: int, weight: float) -> None:
+        super().__init__()
+        self.probe = nn.Linear(features, 1)
+        self.weight = weight
+        self.features: Tensor | None = None
+
+    def hook(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        self.features = args[0]
+
+    def forward(self, targets: Tensor) -> Tensor:
+        if self.features is None:
+            raise RuntimeError("GarmentLoss.hook is not on the network's last Linear")
+        garment = targets.any(1) if targets.dtype == torch.bool else torch.ones_like(targets).bool()
+        logit = self.probe(self.features.float()).squeeze(1)
+        return self.weight * F.binary_cross_entropy_with_logits(logit, garment.float())
+
+
 def in_set(predictions: Tensor, sets: Tensor) -> Tensor:
     """(N,) bool: each predicted class id is in its (N, classes) bool set."""
     return sets.gather(1, predictions.view(-1, 1).to(sets.device)).squeeze(1)

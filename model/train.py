@@ -45,7 +45,7 @@ from model.data import (
 )
 from model.device import resolve_device
 from model.export import write_graphs
-from model.loss import SetCrossEntropy, in_set
+from model.loss import GarmentLoss, SetCrossEntropy, in_set
 from model.net import init_xavier, resnet18
 from model.photos import (
     PhotoSet,
@@ -115,6 +115,9 @@ class TrainConfig:
     non_garments: int = _opt(0, "N synthetic non-garments, with photos, trained as none of the ten")
     pipeline_share: float = _opt(0.3, "share of the photo draws given to the pipeline copies")
     non_garment_share: float = _opt(0.1, "share of the photo draws given to the non-garments")
+    garment_loss: float = _opt(
+        0.0, "weight of a garment-or-not loss on the pooled features (a probe not kept; 0 = off)"
+    )
     # Runtime fields: where and how this process runs, not what it learns.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
     threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)
@@ -165,6 +168,7 @@ class Stepper:
     channels_last: bool = False
     scaler: torch.amp.GradScaler | None = None
     ema: AveragedModel | None = None  # the weights' moving average, updated after each step
+    garment: GarmentLoss | None = None  # the garment-or-not loss on the pooled features
 
     @property
     def served(self) -> nn.Module:
@@ -185,6 +189,8 @@ class Stepper:
         with autocast:
             logits = self.model(x)
             loss = self.loss_fn(logits, y)
+            if self.garment is not None:
+                loss = loss + self.garment(y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -207,8 +213,15 @@ def hits(logits: Tensor, targets: Tensor) -> Tensor:
 
 def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Stepper:
     """Optimizer, loss and precision settings of cfg around model."""
+    garment = None
+    params = list(model.parameters())
+    if cfg.garment_loss:
+        last = getattr(model, "module", model)[-1]
+        garment = GarmentLoss(last.in_features, cfg.garment_loss).to(device)
+        last.register_forward_pre_hook(garment.hook)
+        params += list(garment.parameters())
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -232,6 +245,7 @@ def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> St
         channels_last=cfg.channels_last,
         scaler=scaler,
         ema=ema,
+        garment=garment,
     )
 
 

@@ -194,3 +194,30 @@ def test_photo_like_is_seeded_uint8_and_changes_images() -> None:
     b = photo_like(images, PhotoLike(), torch.Generator().manual_seed(0))
     assert a.dtype == torch.uint8 and a.shape == images.shape and torch.equal(a, b)
     assert (a.float() - images.float()).abs().mean() > 5
+
+
+def test_the_garment_loss_reads_the_pooled_features_and_trains_its_probe() -> None:
+    torch.manual_seed(0)
+    net = resnet18()
+    init_xavier(net)
+    split = load_split("train").subset(32)
+    x = to_model_input(split.images, 28, 0.286, 0.353)
+    # Half the batch garments (a class each), half none of the ten (an empty set).
+    sets = torch.nn.functional.one_hot(split.labels, 10).bool()
+    sets[16:] = False
+    cfg = TrainConfig(garment_loss=1.0, outlier_exposure=1.0)
+    stepper = make_stepper(net, cfg, torch.device("cpu"))
+    assert stepper.garment is not None
+    probe = stepper.garment.probe.weight.detach().clone()
+    stepper(x, sets)
+    features = stepper.garment.features
+    assert features is not None and features.shape == (32, 512)  # the last Linear's input
+    assert not torch.equal(stepper.garment.probe.weight, probe)  # the probe is optimised too
+    # The loss alone: 0 when the probe is sure and right, large when sure and wrong.
+    with torch.no_grad():
+        stepper.garment.probe.weight.zero_()
+        stepper.garment.probe.bias.fill_(30.0)
+        garments = torch.nn.functional.one_hot(split.labels, 10).bool()
+        assert float(stepper.garment(garments)) == pytest.approx(0.0, abs=1e-6)
+        assert float(stepper.garment(split.labels)) == pytest.approx(0.0, abs=1e-6)  # class ids
+        assert float(stepper.garment(torch.zeros_like(garments))) > 10
