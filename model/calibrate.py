@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--dry-run", action="store_true", help="print only, leave the metadata")
     args = p.parse_args(argv)
+    if args.head_samples < 0:
+        p.error(f"--head-samples cannot be negative, got {args.head_samples}")
     ckpt = load_checkpoint(args.checkpoint)
     report = calibrate(ckpt, args.photos, args.data_dir, args.head_samples)
     print(json.dumps({k: v for k, v in report.items() if k != "garment_head"}, indent=2))

@@ -118,3 +118,11 @@ def test_the_threshold_keeps_every_type_within_the_budget() -> None:
     # A single threshold over all photos would flag more than 5 % of the shoes.
     pooled = float(confidence.double().sort().values[int(0.05 * len(confidence))])
     assert flagged_by_type(confidence, folders, pooled)["shoes"] > 0.05
+
+
+def test_a_negative_head_sample_count_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint=any.safetensors", "--head-samples=-1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--head-samples cannot be negative" in err
