@@ -234,19 +234,43 @@ def render(name: str, image: np.ndarray, seed: int) -> bytes:
 # Training data through the served pipeline
 
 
-def pipeline_copies(images: np.ndarray, seed: int) -> np.ndarray:
+def parse_weights(text: str) -> dict[str, float]:
+    """ "floor=4,bed=4" as {"floor": 4.0, "bed": 4.0}; every name a rendering, every weight > 0."""
+    weights = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in RENDERINGS or name == REFERENCE:
+            raise ValueError(f"no rendering named {name!r}; there are {', '.join(RENDERINGS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{item!r}: write NAME=WEIGHT, WEIGHT a number") from None
+        if not weights[name] > 0:
+            raise ValueError(f"{item!r}: a weight must be positive")
+    return weights
+
+
+def pipeline_copies(
+    images: np.ndarray, seed: int, weights: dict[str, float] | None = None
+) -> np.ndarray:
     """(N, 28, 28) uint8: each image under a random rendering, then the served preprocessing.
 
     What the network sees of a product shot or a garment on a floor is what these hand it; the
-    rendering is drawn per image from all but the reference.
+    rendering is drawn per image from all but the reference, each equally likely or, with
+    `weights`, the named ones that many times as likely as the rest (weight 1).
     """
     from model.preprocess import prepare_photo
 
     rng = np.random.default_rng(seed)
     names = [n for n in RENDERINGS if n != REFERENCE]
+    p = None
+    if weights:
+        w = np.array([weights.get(n, 1.0) for n in names])
+        p = w / w.sum()
     out = np.empty((len(images), 28, 28), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = prepare_photo(RENDERINGS[names[rng.integers(len(names))]](image, rng))
+        k = rng.integers(len(names)) if p is None else rng.choice(len(names), p=p)
+        out[i] = prepare_photo(RENDERINGS[names[k]](image, rng))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -114,6 +115,9 @@ class TrainConfig:
     )
     non_garments: int = _opt(0, "N synthetic non-garments, with photos, trained as none of the ten")
     pipeline_share: float = _opt(0.3, "share of the photo draws given to the pipeline copies")
+    pipeline_weights: str = _opt(
+        "", "renderings drawn more often for the pipeline copies: NAME=W,... (the rest 1)"
+    )
     non_garment_share: float = _opt(0.1, "share of the photo draws given to the non-garments")
     garment_loss: float = _opt(
         0.0, "weight of a garment-or-not loss on the pooled features (a probe not kept; 0 = off)"
@@ -548,16 +552,20 @@ def build_data(cfg: TrainConfig, device: torch.device) -> Data:
 
 def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
     """The pipeline copies and synthetic non-garments cfg asks for, as photo sets (cached)."""
-    from model.framing import non_garments, pipeline_copies
+    from model.framing import non_garments, parse_weights, pipeline_copies
     from model.preprocess import prepare_photo
 
     out = []
     if cfg.pipeline_copies:
         gen = torch.Generator().manual_seed(cfg.seed + 7)
         pick = torch.randperm(len(train), generator=gen)[: cfg.pipeline_copies]
+        weighted = cfg.pipeline_weights
+        suffix = f"-{hashlib.sha256(weighted.encode()).hexdigest()[:8]}" if weighted else ""
         images = cached_array(
-            f"pipeline-{cfg.seed}-{cfg.pipeline_copies}-{len(train)}",
-            lambda: pipeline_copies(train.images[pick].numpy(), cfg.seed),
+            f"pipeline-{cfg.seed}-{cfg.pipeline_copies}-{len(train)}{suffix}",
+            lambda: pipeline_copies(
+                train.images[pick].numpy(), cfg.seed, parse_weights(cfg.pipeline_weights)
+            ),
         )
         sets = F.one_hot(train.labels[pick], len(CLASS_NAMES)).bool()
         out.append(PhotoSet(torch.from_numpy(images), sets.cpu(),
@@ -750,6 +758,13 @@ def config_problem(cfg: TrainConfig) -> str | None:
     for name in ("train_subset", "test_subset", "threads"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}"
+    if cfg.pipeline_weights:
+        from model.framing import parse_weights
+
+        try:
+            parse_weights(cfg.pipeline_weights)
+        except ValueError as exc:
+            return f"--pipeline-weights: {exc}"
     if cfg.init_from and not Path(cfg.init_from).exists():
         return f"--init-from {cfg.init_from}: no such checkpoint"
     return None

@@ -16,9 +16,11 @@ from model.framing import (
     RENDERINGS,
     SIZE,
     non_garment,
+    parse_weights,
     pipeline_copies,
     render,
 )
+from model.preprocess import prepare_photo
 
 
 def opened(data: bytes) -> Image.Image:
@@ -134,3 +136,41 @@ def test_pipeline_copies_are_served_28x28s(test_images: Split) -> None:
     assert copies.shape == (6, 28, 28) and copies.dtype == np.uint8
     assert np.array_equal(copies, pipeline_copies(test_images.images[:6].numpy(), seed=0))
     assert (copies.reshape(6, -1).max(1) > 200).all()  # each shows a light garment
+
+
+def test_pipeline_weights_draw_the_named_renderings_that_much_more_often(
+    test_images: Split,
+) -> None:
+    images = test_images.images[:4].numpy()
+    # All but certain to draw the margin (which uses no randomness): each copy is that rendering.
+    copies = pipeline_copies(images, seed=3, weights=parse_weights("margin-40=1e12"))
+    expected = np.stack([prepare_photo(render("margin-40", im, 0)) for im in images])
+    assert np.array_equal(copies, expected)
+    assert not np.array_equal(pipeline_copies(images, seed=3), expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("carpet=2", "no rendering named 'carpet'"),
+        ("plain-png-28=2", "no rendering named 'plain-png-28'"),
+        ("floor=lots", "write NAME=WEIGHT"),
+        ("floor=0", "must be positive"),
+    ],
+)
+def test_pipeline_weights_are_checked(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_weights(text)
+    assert parse_weights("floor=4,format-RGBA=2.5") == {"floor": 4.0, "format-RGBA": 2.5}
+
+
+def test_bad_pipeline_weights_are_a_one_line_training_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from model.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--pipeline-weights=carpet=2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "--pipeline-weights: no rendering named 'carpet'" in err
