@@ -247,7 +247,7 @@ NON_GARMENT_SEED, NON_GARMENT_COUNT = 2, 500
 HEAD_SEED = 3
 HEAD_SAMPLES = 4000  # synthetic non-garments and Fashion-MNIST images; half as many renderings
 # Each source's share of the garment head's loss (spread over its images). Other shares moved the
-# synthetic non-garments flagged on the shipped network by -3.8 to +1.2 points of its 86.2 %
+# synthetic non-garments flagged on network oe3 by -3.8 to +1.2 points of its 86.2 %
 # (500 images: 1.2 points is 6 of them), and leaving the photos out cost the most (docs/model.md).
 HEAD_WEIGHTS = {"fashion_mnist": 1.0, "renderings": 1.0, "photos": 2.0,
                 "synthetic": 2.0, "outside_photos": 1.0}  # fmt: skip

@@ -41,7 +41,7 @@ def shipped() -> Checkpoint:
 def test_shipped_checkpoint_beats_d2l_on_the_real_test_set(shipped: Checkpoint) -> None:
     report = evaluate(shipped, load_split("test"))
     assert report["images"] == 10_000
-    assert report["accuracy"] >= 0.93 > D2L_BEST_PUBLISHED  # measured 0.9327
+    assert report["accuracy"] >= 0.93 > D2L_BEST_PUBLISHED  # measured 0.9316
     # The accuracy recorded at training time is the one measured here.
     assert report["accuracy"] == pytest.approx(shipped.meta["metrics"]["test_acc"], abs=2e-3)
 
@@ -66,9 +66,9 @@ def test_service_starts_on_the_shipped_checkpoint_without_warnings(boot_png: byt
 def test_real_product_photos(shipped: Checkpoint) -> None:
     report = evaluate_photos(shipped, REAL_PHOTOS)
     assert report["photos"] == 38
-    # Measured 31/38 (the checkpoint before it: 27/38, the photo-free one 25/38); one photo of
+    # Measured 32/38 (the checkpoint before it: 27/38, the photo-free one 25/38); one photo of
     # slack for another CPU's rounding on a close call.
-    assert round(report["accuracy"]["preprocessed"] * 38) >= 30
+    assert round(report["accuracy"]["preprocessed"] * 38) >= 31
     assert report["accuracy"]["preprocessed"] > report["accuracy"]["plain"]
 
 
@@ -83,7 +83,7 @@ def test_clothing_photo_validation_split(shipped: Checkpoint, photo_validation: 
     accuracy = scored_accuracy(
         photo_validation, logits_of(shipped, photo_validation.images).argmax(1)
     )
-    # Measured: mean 0.781 over the six scored types, shoes 0.725 (the checkpoint before it:
+    # Measured: mean 0.785 over the six scored types, shoes 0.725 (the checkpoint before it:
     # 0.795 and 0.725; the photo-free one 0.489 and 0.28); the goal is 0.82, no type under 0.70.
     assert accuracy["mean"] >= 0.76 and accuracy["shoes"] >= 0.65
 
@@ -104,17 +104,17 @@ def test_calibration_and_the_none_of_the_ten_flag(
     assert report["ece_after"]["validation"] <= 0.05
     assert report["ece_after"]["validation"] < report["ece_before"]["validation"]
     assert report["flagged"]["in_class"] <= 0.05
-    # Outlier exposure and the garment head: measured AUROC 0.955 on this split (0.908 from the
-    # top probability, 0.72 before outlier exposure), 54 % of hats, shorts and skirts flagged
-    # against 1.1 % of in-class photos.
+    # Outlier exposure and the garment head: measured AUROC 0.951 on this split (0.904 from the
+    # top probability, 0.72 before outlier exposure), 55 % of hats, shorts and skirts flagged
+    # against 0.9 % of in-class photos.
     assert report["none_of_the_ten_auroc"] >= 0.85
     assert report["flagged"]["none_of_the_ten"] > 10 * report["flagged"]["in_class"]
 
 
 def test_synthetic_non_garments_are_flagged(shipped: Checkpoint) -> None:
     """500 seeded non-garments nothing was fitted on (gradients, noise, shapes, text, textures):
-    measured 86.2 % flagged at the shipped threshold (by the top probability: 75.6 %; the
-    checkpoint before outlier exposure: 1.4 %)."""
+    measured 86.6 % flagged at the shipped threshold (by the top probability on the network
+    before: 75.6 %; the checkpoint before outlier exposure: 1.4 %)."""
     from model.calibrate import non_garment_scores
 
     confidence = non_garment_scores(shipped, shipped.temperature, shipped.garment_head)
