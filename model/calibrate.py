@@ -256,12 +256,9 @@ HEAD_WEIGHTS = {"fashion_mnist": 1.0, "renderings": 1.0, "photos": 2.0,
 def non_garment_images(n: int, seed: int) -> Tensor:
     """(n, 28, 28) uint8: seeded synthetic non-garments (gradients, noise, shapes, text,
     textures) through the served preprocessing."""
-    import numpy as np
+    from model.framing import non_garment_inputs
 
-    from model.framing import non_garments
-    from model.preprocess import prepare_photo
-
-    return torch.from_numpy(np.stack([prepare_photo(b) for b in non_garments(n, seed)]))
+    return torch.from_numpy(non_garment_inputs(n, seed))
 
 
 def non_garment_scores(ckpt: Checkpoint, temperature: float, head: dict[str, Any] | None) -> Tensor:
@@ -314,15 +311,14 @@ def garment_head_data(
     photos = training_photos(photos_dirs)
     inside = photos.in_class
     feats = features_of(ckpt, photos.images)
-    weights = HEAD_WEIGHTS
     garments = [
-        (features_of(ckpt, fm), weights["fashion_mnist"]),
-        (features_of(ckpt, torch.from_numpy(copies)), weights["renderings"]),
-        (feats[inside], weights["photos"]),
+        (features_of(ckpt, fm), HEAD_WEIGHTS["fashion_mnist"]),
+        (features_of(ckpt, torch.from_numpy(copies)), HEAD_WEIGHTS["renderings"]),
+        (feats[inside], HEAD_WEIGHTS["photos"]),
     ]
     others = [
-        (features_of(ckpt, non_garment_images(samples, HEAD_SEED)), weights["synthetic"]),
-        (feats[~inside], weights["outside_photos"]),
+        (features_of(ckpt, non_garment_images(samples, HEAD_SEED)), HEAD_WEIGHTS["synthetic"]),
+        (feats[~inside], HEAD_WEIGHTS["outside_photos"]),
     ]
     return garments, [(f, wt) for f, wt in others if len(f)]
 

@@ -61,7 +61,7 @@ class Head(nn.Module):
         return probs, score
 
 
-class Scored(nn.Module):
+class HeadedNet(nn.Module):
     """A network split at its pooled features: (B, C, H, W) input to (probabilities, garment
     score). d2l's ResNet is a Sequential ending in its Linear, so the split is its last layer."""
 
@@ -90,7 +90,7 @@ class Classifier(nn.Module):
     ) -> None:
         super().__init__()
         self.spec, self.channels_last, self.dtype = spec, channels_last, dtype
-        self.scored = Scored(net, temperature, garment)
+        self.scored = HeadedNet(net, temperature, garment)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         x = to_model_input(images, self.spec.size, self.spec.mean, self.spec.std).to(self.dtype)

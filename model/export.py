@@ -5,11 +5,12 @@
 Writes <checkpoint>.onnx (uint8 (B, 28, 28) images in; calibrated probabilities "y" and the
 garment score "garment" out; any batch)
 and, when the checkpoint's metadata holds INT8 calibration ranges, <checkpoint>.int8.onnx. Each
-graph records the checkpoint's graph key (weights hash, input transform, temperature), so a stale
-graph is seen and rebuilt. --int8 first calibrates on Fashion-MNIST training images, checks the
-INT8 graph on the whole test set (accuracy within ACCURACY_DROP_MAX of float32, top-1 agreement
-at least AGREEMENT_MIN) and records the ranges and that check in the metadata: afterwards the INT8
-graph can be rebuilt anywhere without the data (a Docker build, say).
+graph records the checkpoint's graph key (weights hash, input transform, temperature, garment
+head, INT8 record), so a stale graph is seen and rebuilt. --int8 first calibrates on
+Fashion-MNIST training images, checks the INT8 graph on the whole test set (accuracy within
+ACCURACY_DROP_MAX of float32, top-1 agreement at least AGREEMENT_MIN) and records the ranges and
+that check in the metadata: afterwards the INT8 graph can be rebuilt anywhere without the data (a
+Docker build, say).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, load_checkpoint, update_metadata
-from model.classifier import Classifier, Scored
+from model.classifier import Classifier, HeadedNet
 from model.cli import Parser, run
 from model.graphs import GRAPH_KEY, predictions, session
 from model.meta import CheckpointInfo, graph_file
@@ -90,7 +91,7 @@ def float_graph(ckpt: Checkpoint) -> bytes:
         graph: nn.Module = Classifier(net, ckpt.input_spec, **heads)
         example = torch.zeros(1, NATIVE_SIZE, NATIVE_SIZE, dtype=torch.uint8)
     else:
-        graph = Scored(net, **heads)
+        graph = HeadedNet(net, **heads)
         example = torch.zeros(1, ckpt.in_channels, ckpt.input_size, ckpt.input_size)
     return to_onnx(graph, example)
 

@@ -349,6 +349,13 @@ def non_garment(kind: str, seed: int) -> bytes:
     return _encode(img, "JPEG", quality=85) if rng.random() < 0.5 else _encode(img)
 
 
+def non_garment_inputs(n: int, seed: int) -> np.ndarray:
+    """(n, 28, 28) uint8: non_garments(n, seed) through the served preprocessing."""
+    from model.preprocess import prepare_photo
+
+    return np.stack([prepare_photo(b) for b in non_garments(n, seed)])
+
+
 def non_garments(n: int, seed: int) -> list[bytes]:
     """n seeded non-garments, the kinds in turn. Training and evaluation use apart seeds."""
     kinds = list(NON_GARMENTS)

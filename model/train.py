@@ -552,20 +552,17 @@ def build_data(cfg: TrainConfig, device: torch.device) -> Data:
 
 def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
     """The pipeline copies and synthetic non-garments cfg asks for, as photo sets (cached)."""
-    from model.framing import non_garments, parse_weights, pipeline_copies
-    from model.preprocess import prepare_photo
+    from model.framing import non_garment_inputs, parse_weights, pipeline_copies
 
     out = []
     if cfg.pipeline_copies:
         gen = torch.Generator().manual_seed(cfg.seed + 7)
         pick = torch.randperm(len(train), generator=gen)[: cfg.pipeline_copies]
-        weighted = cfg.pipeline_weights
-        suffix = f"-{hashlib.sha256(weighted.encode()).hexdigest()[:8]}" if weighted else ""
+        weights = cfg.pipeline_weights
+        suffix = f"-{hashlib.sha256(weights.encode()).hexdigest()[:8]}" if weights else ""
         images = cached_array(
             f"pipeline-{cfg.seed}-{cfg.pipeline_copies}-{len(train)}{suffix}",
-            lambda: pipeline_copies(
-                train.images[pick].numpy(), cfg.seed, parse_weights(cfg.pipeline_weights)
-            ),
+            lambda: pipeline_copies(train.images[pick].numpy(), cfg.seed, parse_weights(weights)),
         )
         sets = F.one_hot(train.labels[pick], len(CLASS_NAMES)).bool()
         out.append(PhotoSet(torch.from_numpy(images), sets.cpu(),
@@ -575,7 +572,7 @@ def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
         # Seed 1 trains; model.calibrate and the tests draw theirs from other seeds.
         images = cached_array(
             f"non-garments-1-{n}",
-            lambda: np.stack([prepare_photo(b) for b in non_garments(n, seed=1)]),
+            lambda: non_garment_inputs(n, seed=1),
         )
         empty = torch.zeros(n, len(CLASS_NAMES), dtype=torch.bool)
         out.append(PhotoSet(torch.from_numpy(images), empty, (NON_GARMENT_FOLDER,) * n, ("",) * n))

@@ -1,7 +1,7 @@
 import onnxruntime as ort
 import torch
 
-from model.classifier import Scored
+from model.classifier import HeadedNet
 from model.export import OUTPUTS, _head_nodes, to_onnx
 from model.net import fold_batch_norm, resnet18
 
@@ -21,7 +21,7 @@ def test_onnx_graph_gives_torchs_outputs_at_any_batch_size() -> None:
 def test_both_outputs_and_the_heads_left_in_float() -> None:
     torch.manual_seed(0)
     head = {"weight": torch.randn(512).mul(0.05).tolist(), "bias": 0.1}
-    model = Scored(fold_batch_norm(resnet18()).eval(), 0.7, head).eval()
+    model = HeadedNet(fold_batch_norm(resnet18()).eval(), 0.7, head).eval()
     graph = to_onnx(model, torch.zeros(1, 1, 28, 28))
     session = ort.InferenceSession(graph)
     assert [o.name for o in session.get_outputs()] == list(OUTPUTS)
