@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, at the versions constraints.txt pins: pip takes them from the local disk
 	# where they lie there.
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,torch]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,torch,teacher]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,6 +24,7 @@ from model.meta import (
     FORMAT_VERSION,
     POLARITY,
     SHIPPED_CHECKPOINT,
+    SILHOUETTE,
     CheckpointError,
     CheckpointInfo,
     checkpoint_files,
@@ -84,6 +85,7 @@ def save_checkpoint(
     recipe: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     weights_dtype: torch.dtype = torch.float32,
+    view: str = SILHOUETTE,
 ) -> Path:
     """Write <path>.safetensors and <path>.json; returns the weights path. The ONNX graphs the
     CPU image serves are the caller's to write (model.export.write_graphs)."""
@@ -106,7 +108,8 @@ def save_checkpoint(
         "in_channels": in_channels,
         "input_size": input_size,
         "normalization": {"mean": mean, "std": std},
-        "polarity": POLARITY,
+        "view": view,
+        "polarity": POLARITY if view == SILHOUETTE else "as photographed",
         "recipe": recipe or {},
         "metrics": metrics or {},
         "torch_version": torch.__version__,

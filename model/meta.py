@@ -17,6 +17,8 @@ FORMAT_VERSION = 1
 # The trained checkpoint that ships with the package and that the service loads by default.
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "fashion-resnet18.safetensors"
 POLARITY = "light-on-dark"
+# What a network sees of an upload: the 28x28 Fashion-MNIST-like silhouette, or the photo itself.
+SILHOUETTE, PHOTO = "silhouette", "photo"
 
 
 class CheckpointError(ValueError):
@@ -67,6 +69,11 @@ class CheckpointInfo:
     def input_spec(self) -> InputSpec:
         """What the network expects, as the runtimes and preprocessing take it."""
         return InputSpec(self.input_size, self.mean, self.std)
+
+    @property
+    def view(self) -> str:
+        """What the network sees: SILHOUETTE (files from before the field) or PHOTO."""
+        return str(self.meta.get("view", SILHOUETTE))
 
     @property
     def architecture(self) -> str:

@@ -27,6 +27,7 @@ from model.loss import in_set
 
 # Where the photos are beside a checkout of this repository (CI and development machines).
 DEFAULT_PHOTO_DIR = Path(__file__).resolve().parents[2] / "shared" / "clothing-photos"
+DEFAULT_PHOTO_FOLDERS = f"{DEFAULT_PHOTO_DIR},{DEFAULT_PHOTO_DIR.parent / 'clothing-photos-more'}"
 # Garment types whose mean top-1 is the headline photo figure (longsleeve, Pullover or Shirt,
 # is reported beside them; hats, shorts and skirts are none of the ten classes).
 SCORED_TYPES = ("t-shirt", "pants", "dress", "outwear", "shirt", "shoes")
@@ -170,3 +171,41 @@ def scored_accuracy(photos: PhotoSet, predictions: Tensor) -> dict[str, float]:
     scored = [per_type[t] for t in SCORED_TYPES if t in per_type]
     per_type["mean"] = sum(scored) / len(scored) if scored else float("nan")
     return per_type
+
+
+# Bumped when model.images.photo_view changes what it makes of a photo: it keys the view caches.
+PHOTO_VIEW_VERSION = 1
+
+
+def load_photo_views(
+    folder: str | Path, size: int, channels: int, cache_dir: Path | None = DEFAULT_CACHE_DIR
+) -> PhotoSet:
+    """Every photo in folder/labels.csv as the photo view sees it, (N, channels, size, size)
+    uint8, from the cache when it is current (keyed by the photos' bytes and the view)."""
+    from model.images.photo_view import photo_view
+
+    folder = Path(folder)
+    rows = read_labels(folder)
+    digest = hashlib.sha256(f"view-{PHOTO_VIEW_VERSION}-{size}-{channels}".encode())
+    blobs = []
+    for row in rows:
+        data = (folder / row["file"]).read_bytes()
+        digest.update(row["file"].encode() + b"\0" + hashlib.sha256(data).digest())
+        blobs.append(data)
+    cache = cache_dir / f"views-{digest.hexdigest()[:16]}.safetensors" if cache_dir else None
+    if cache is not None and cache.is_file():
+        images = load_file(str(cache))["images"]
+    else:
+        views = [photo_view(preprocess.decode_image(b), size, channels) for b in blobs]
+        images = torch.from_numpy(np.stack(views))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            save_file({"images": images}, str(tmp))
+            tmp.replace(cache)
+    return PhotoSet(
+        images=images,
+        label_sets=torch.stack([parse_classes(r["fashion_mnist_classes"]) for r in rows]),
+        folders=tuple(r["folder"] for r in rows),
+        files=tuple(r["file"] for r in rows),
+    )

@@ -49,6 +49,7 @@ from model.export import write_graphs
 from model.loss import GarmentLoss, SetCrossEntropy, in_set
 from model.net import init_xavier, resnet18
 from model.photos import (
+    DEFAULT_PHOTO_FOLDERS,
     PhotoSet,
     concat_photos,
     load_photos,
@@ -57,10 +58,34 @@ from model.photos import (
 )
 from model.preprocess import to_model_input
 from model.shapes import MIN_INPUT
+from model.training.distill import DistilledSetLoss, Targets
+from model.training.photo_batches import VIEW_MEAN, VIEW_STD, PhotoViewBatches, normalise
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
+VIEWS = ("silhouette", "photo")
+# Recipes a flag names: `--recipe photo` is the photo view's, each of its values a flag's default.
+RECIPES: dict[str, dict[str, Any]] = {
+    "d2l": {},
+    "photo": {
+        "view": "photo",
+        "resize": 96,
+        "epochs": 20,
+        "batch_size": 128,
+        "photo_share": 0.5,
+        "lr": 0.05,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "label_smoothing": 0.1,
+        "test_subset": 2000,
+        "photos": DEFAULT_PHOTO_FOLDERS,
+        "teacher": "runs/teacher",
+        "out": "runs/photo",
+    },
+}
 
 
 def _opt(default: Any, help: str, **cli: Any) -> Any:
@@ -122,6 +147,14 @@ class TrainConfig:
     garment_loss: float = _opt(
         0.0, "weight of a garment-or-not loss on the pooled features (a probe not kept; 0 = off)"
     )
+    # The photo view: the network sees the photo itself, taught by a fine-tuned teacher.
+    view: str = _opt("silhouette", "what the network sees: the 28x28 silhouette or the photo",
+                     choices=VIEWS)  # fmt: skip
+    teacher: str | None = _opt(
+        None, "photo view: the teacher's folder (fine-tuned there first when it is empty)"
+    )
+    distill_weight: float = _opt(0.7, "photo view: weight of the teacher's softened answers")
+    distill_temperature: float = _opt(4.0, "photo view: temperature of the distillation")
     # Runtime fields: where and how this process runs, not what it learns.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
     threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)
@@ -209,8 +242,10 @@ class Stepper:
             return loss.detach() * len(y), hits(logits, y).sum()
 
 
-def hits(logits: Tensor, targets: Tensor) -> Tensor:
+def hits(logits: Tensor, targets: Tensor | Targets) -> Tensor:
     """(B,) bool: the top class is the target, or in the target set."""
+    if isinstance(targets, Targets):
+        return targets.hits(logits)
     top = logits.argmax(1)
     return in_set(top, targets) if targets.dtype == torch.bool else top == targets
 
@@ -244,7 +279,11 @@ def make_stepper(model: nn.Module, cfg: TrainConfig, device: torch.device) -> St
     return Stepper(
         model=model,
         optimizer=optimizer,
-        loss_fn=SetCrossEntropy(cfg.label_smoothing, cfg.outlier_exposure),
+        loss_fn=(
+            DistilledSetLoss(cfg.distill_weight, cfg.distill_temperature, cfg.label_smoothing)
+            if cfg.view == "photo"
+            else SetCrossEntropy(cfg.label_smoothing, cfg.outlier_exposure)
+        ),
         amp_dtype=amp_dtype,
         channels_last=cfg.channels_last,
         scaler=scaler,
@@ -344,6 +383,11 @@ def train_batches(
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
     indices = torch.tensor(list(sampler), device=device)
     aug = Augment(crop_padding=cfg.crop_padding, flip=cfg.flip)
+    if cfg.view == "photo":
+        assert data.photos is not None and data.teacher is not None
+        n_photos = photos_per_batch(cfg)
+        return PhotoViewBatches(data.photos.images, data.photos.label_sets, data.teacher,
+                                data.train, n_photos, VIEW_MEAN, VIEW_STD, gen)  # fmt: skip
     if data.photos is None:
         return BatchLoader(data.train, indices, cfg.batch_size, cfg.resize, aug, gen)
     n_photos = photos_per_batch(cfg)
@@ -388,7 +432,8 @@ def evaluate_epoch(
 ) -> tuple[int, int]:
     """(correct, total) on this rank's share of the test split."""
     indices = torch.arange(rank, len(data.test), world, device=data.test.labels.device)
-    loader = BatchLoader(data.test, indices, cfg.eval_batch_size, cfg.resize)
+    mean, std = input_normalisation(cfg)
+    loader = BatchLoader(data.test, indices, cfg.eval_batch_size, cfg.resize, mean=mean, std=std)
     return count_correct(model, loader, cfg.channels_last)
 
 
@@ -397,8 +442,17 @@ def photo_accuracy(model: nn.Module, cfg: TrainConfig, photos: PhotoSet) -> dict
     """Top-1 per garment type on validation photos, and their mean over the scored types."""
     model.eval()
     device = next(model.parameters()).device
+    if cfg.view == "photo":
+        preds = [model(normalise(photos.images[i : i + 256].to(device), VIEW_MEAN, VIEW_STD))
+                 for i in range(0, len(photos), 256)]  # fmt: skip
+        return scored_accuracy(photos, torch.cat(preds).argmax(1).cpu())
     x = to_model_input(photos.images.to(device), cfg.resize, MEAN, STD)
     return scored_accuracy(photos, model(x).argmax(1).cpu())
+
+
+def input_normalisation(cfg: TrainConfig) -> tuple[float, float]:
+    """(mean, std) the network's input is normalised with: the view's."""
+    return (VIEW_MEAN, VIEW_STD) if cfg.view == "photo" else (MEAN, STD)
 
 
 def epoch_record(
@@ -443,11 +497,13 @@ def _write_epoch(
     if is_best:
         state["best_acc"], state["best_epoch"] = record["test_acc"], record["epoch"]
     metrics = {**record, "best_epoch": state["best_epoch"], "best_test_acc": state["best_acc"]}
+    mean, std = input_normalisation(cfg)
     kwargs: dict[str, Any] = dict(
         class_names=CLASS_NAMES,
         input_size=cfg.resize,
-        mean=MEAN,
-        std=STD,
+        mean=mean,
+        std=std,
+        view=cfg.view,
         recipe=recipe,
         metrics=metrics,
         weights_dtype=getattr(torch, cfg.weights_dtype),
@@ -519,6 +575,7 @@ class Data:
     test: Split
     photos: PhotoSet | None = None  # the photos' training split
     photo_val: PhotoSet | None = None  # their validation split: never trained on
+    teacher: Tensor | None = None  # the photo view's: the teacher's logits of each photo
 
 
 def build_data(cfg: TrainConfig, device: torch.device) -> Data:
@@ -533,7 +590,9 @@ def build_data(cfg: TrainConfig, device: torch.device) -> Data:
         train=Split(train.images.to(device), train.labels.to(device)),
         test=Split(test.images.to(device), test.labels.to(device)),
     )
-    if cfg.photos:
+    if cfg.view == "photo":
+        data.photos, data.photo_val, data.teacher = photo_view_data(cfg, device)
+    elif cfg.photos:
         # Each folder keeps its own validation split, so adding a folder leaves the others' alone.
         trains, vals = [], []
         for folder in filter(None, cfg.photos.split(",")):
@@ -548,6 +607,21 @@ def build_data(cfg: TrainConfig, device: torch.device) -> Data:
         data.photos = concat_photos(trains).to(device)
         data.photo_val = vals[0]
     return data
+
+
+def photo_view_data(cfg: TrainConfig, device: torch.device) -> tuple[PhotoSet, PhotoSet, Tensor]:
+    """The photo view's training photos, validation photos and the teacher's logits for the
+    first; the teacher is fine-tuned first when its folder holds no answers yet."""
+    from model.training import teacher
+
+    assert cfg.photos and cfg.teacher
+    teacher_cfg = teacher.TeacherConfig(photos=cfg.photos, out=cfg.teacher)
+    if not (Path(cfg.teacher) / "logits.safetensors").exists():
+        teacher.fine_tune(teacher_cfg)
+    soft = teacher.soft_targets(teacher_cfg)
+    train, val = teacher.photo_splits(cfg.photos, cfg.resize, 1)
+    logits = torch.stack([soft[f] for f in train.files])
+    return train.to(device), val, logits.to(device)
 
 
 def generated_photos(cfg: TrainConfig, train: Split) -> list[PhotoSet]:
@@ -698,7 +772,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if world > 1:
             dist.barrier()
     # -- the served graphs of the checkpoints written, once at the end --------
-    if is_main and state["epoch"]:
+    if is_main and state["epoch"] and cfg.view == "silhouette":
         for name in ("best", "last"):
             write_graphs(load_checkpoint(out / f"{name}.safetensors"))
     if world > 1:
@@ -717,6 +791,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         description="Train d2l's ResNet-18 on Fashion-MNIST. Defaults are d2l's recipe.",
         formatter_class=DefaultsFormatter,
     )
+    p.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default="d2l",
+        help="a named recipe: its values "
+        "become the defaults of the flags below (photo: the photo view, taught by the teacher)",
+    )
     types = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         meta = f.metadata
@@ -730,7 +811,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         )
         p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=meta["help"],
                        choices=meta.get("choices"))  # fmt: skip
-    cfg = TrainConfig(**vars(p.parse_args(argv)))
+    recipe, _ = p.parse_known_args(argv)
+    p.set_defaults(**RECIPES[recipe.recipe])
+    args = vars(p.parse_args(argv))
+    args.pop("recipe")
+    cfg = TrainConfig(**args)
     if problem := config_problem(cfg):
         p.error(problem)
     return cfg
