@@ -11,8 +11,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.serving.runner import Backend, ModelOptions, Precision
-from model.meta import SHIPPED_CHECKPOINT
-from model.preprocess import DEFAULT_MAX_PIXELS, NATIVE_SIZE
+from model.images.decode import DEFAULT_MAX_PIXELS
+from model.images.silhouette import NATIVE_SIZE
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 
 
 class Settings(BaseSettings):

@@ -4,8 +4,8 @@ preprocessing, scored against the plain 28x28 PNG.
     python benchmarks/framing.py                      # the whole test set, every rendering
     python benchmarks/framing.py --limit 500 --bar 0.97
 
-Each rendering of `model.framing` turns a test image into the bytes a user would upload; the
-served preprocessing (`model.preprocess.prepare_photo`) makes its 28x28, and the checkpoint
+Each rendering of `model.data.renderings` turns a test image into the bytes a user would upload; the
+served preprocessing (`model.images.silhouette.prepare_photo`) makes its 28x28, and the checkpoint
 classifies it. The table gives accuracy per rendering and its ratio to the plain PNG; with
 `--bar`, the exit status is 1 when any rendering is under that ratio.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.framing import FORMATS, REFERENCE, RENDERINGS, render
-from model.preprocess import prepare_photo
+from model.data.renderings import FORMATS, REFERENCE, RENDERINGS, render
+from model.images.silhouette import prepare_photo
 
 DEFAULT_CHECKPOINT = "model/weights/fashion-resnet18.safetensors"
 # The bar every rendering must reach, as a ratio to the plain PNG on the full test set.
@@ -65,8 +65,8 @@ def framing_accuracy(
     """Accuracy of the checkpoint on each named rendering of images."""
     import torch
 
-    from model.checkpoint import load_checkpoint
-    from model.classifier import Classifier
+    from model.network.checkpoint import load_checkpoint
+    from model.network.classifier import Classifier
 
     ckpt = load_checkpoint(checkpoint)
     clf = Classifier(ckpt.model.eval(), ckpt.input_spec, temperature=ckpt.temperature).eval()
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = p.parse_args(argv)
 
-    from model.data import load_split
+    from model.data.fashion_mnist import load_split
 
     test = load_split("test").subset(args.limit)
     names = [

@@ -18,8 +18,8 @@ import torch
 from app.config import cpu_cores
 from app.serving.runner import ModelOptions
 from app.serving.runtime import build_runner
-from model.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
-from model.data import load_split
+from model.data.fashion_mnist import load_split
+from model.network.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import torch
 from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 
-from model.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from model.network.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 
 
 def create_app() -> FastAPI:

@@ -3,7 +3,8 @@
     python benchmarks/saliency.py                 # the whole Fashion-MNIST test set
     python benchmarks/saliency.py --limit 200 --bar 2
 
-For each test image, the occlusion saliency that /predict?explain=true returns (model.saliency,
+For each test image, the occlusion saliency that /predict?explain=true returns
+(model.network.saliency,
 run on the backend the service would run here: INT8 or float ONNX, or torch); then the 20 % of
 pixels with the highest saliency are blanked, and separately 20 % random pixels (seeded). The
 figure is how much further the predicted class's probability falls on average for the first
@@ -26,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from app.config import Settings  # noqa: E402
 from app.serving.engine import build_engine  # noqa: E402
 from app.serving.runner import cpu_flags  # noqa: E402
-from model.meta import read_checkpoint_info  # noqa: E402
-from model.saliency import Forward, deletion_falls  # noqa: E402
+from model.network.checkpoint_info import read_checkpoint_info  # noqa: E402
+from model.network.saliency import Forward, deletion_falls  # noqa: E402
 
 # The bar: the salient pixels' fall at least this many times the random pixels'.
 TARGET = 2.0
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = p.parse_args(argv)
 
-    from model.data import load_split
+    from model.data.fashion_mnist import load_split
 
     images = load_split("test").subset(args.limit).images.numpy()
     forward, backend = served_forward(args.checkpoint)

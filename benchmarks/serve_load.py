@@ -59,10 +59,10 @@ from benchmarks.peer_servers import (  # noqa: E402
     peer_venv,
     versions,
 )
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.data import load_split  # noqa: E402
-from model.meta import read_checkpoint_info  # noqa: E402
-from model.preprocess import to_model_input  # noqa: E402
+from model.data.fashion_mnist import load_split  # noqa: E402
+from model.images.silhouette import to_model_input  # noqa: E402
+from model.network.checkpoint import load_checkpoint  # noqa: E402
+from model.network.checkpoint_info import read_checkpoint_info  # noqa: E402
 
 # A 400x534 baseline JPEG of jeans on a plain floor, the size product photos come in.
 DEFAULT_PHOTO = ROOT.parent / "shared" / "real-photos" / "1_trouser" / "cds_2884d941_jeans.jpg"

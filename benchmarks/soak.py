@@ -310,7 +310,7 @@ def _fashion_mnist_png() -> bytes:
     from PIL import Image
 
     try:
-        from model.data import load_split
+        from model.data.fashion_mnist import load_split
 
         array = load_split("test").images[0].numpy()
     except (OSError, RuntimeError, ImportError):

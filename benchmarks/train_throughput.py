@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model.data import BatchLoader, load_split
-from model.device import resolve_device
-from model.net import init_xavier, resnet18
+from model.data.fashion_mnist import load_split
+from model.network.device import resolve_device
+from model.network.net import init_xavier, resnet18
 from model.train import TrainConfig, make_stepper, run_epoch
+from model.training.batches import BatchLoader
 
 
 def fresh_model(device: torch.device) -> nn.Module:

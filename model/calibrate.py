@@ -23,19 +23,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
-from model.classifier import Head
 from model.cli import Parser, run
-from model.data import load_split
-from model.loss import SetCrossEntropy, in_set
-from model.photos import (
+from model.data.fashion_mnist import load_split
+from model.data.photos import (
     DEFAULT_PHOTO_DIR,
     PhotoSet,
     concat_photos,
     load_photos,
     validation_split,
 )
-from model.preprocess import to_model_input
+from model.images.silhouette import to_model_input
+from model.network.checkpoint import Checkpoint, load_checkpoint, update_metadata
+from model.network.classifier import Head
+from model.training.loss import SetCrossEntropy, in_set
 
 ECE_BINS = 15
 # The share of in-class validation photos the "none of the ten" flag may wrongly raise.
@@ -74,7 +74,8 @@ def garment_scores(
     ckpt: Checkpoint, features: Tensor, head: dict[str, Any] | None, temperature: float
 ) -> Tensor:
     """The flag's score of each image from its features, as the served model computes it
-    (model.classifier.Head): the garment head's probability, or the top class's without one."""
+    (model.network.classifier.Head): the garment head's probability, or the top class's without
+    one."""
     linear = ckpt.model[-1]
     x = features.to(linear.weight.device, linear.weight.dtype)
     return Head(linear, temperature, head).to(x.device)(x)[1].float().cpu()
@@ -241,8 +242,8 @@ def flagged_by_type(
     }
 
 
-# Synthetic non-garments (model.framing) by seed: training draws seed 1, the flag is checked on
-# NON_GARMENT_COUNT of seed 2, the garment head is fitted on seed 3.
+# Synthetic non-garments (model.data.renderings) by seed: training draws seed 1, the flag is
+# checked on NON_GARMENT_COUNT of seed 2, the garment head is fitted on seed 3.
 NON_GARMENT_SEED, NON_GARMENT_COUNT = 2, 500
 HEAD_SEED = 3
 HEAD_SAMPLES = 4000  # synthetic non-garments and Fashion-MNIST images; half as many renderings
@@ -256,7 +257,7 @@ HEAD_WEIGHTS = {"fashion_mnist": 1.0, "renderings": 1.0, "photos": 2.0,
 def non_garment_images(n: int, seed: int) -> Tensor:
     """(n, 28, 28) uint8: seeded synthetic non-garments (gradients, noise, shapes, text,
     textures) through the served preprocessing."""
-    from model.framing import non_garment_inputs
+    from model.data.renderings import non_garment_inputs
 
     return torch.from_numpy(non_garment_inputs(n, seed))
 
@@ -301,9 +302,9 @@ def garment_head_data(
 ) -> tuple[list[tuple[Tensor, float]], list[tuple[Tensor, float]]]:
     """The garment head's (features, weight) parts from training data only: Fashion-MNIST's
     first `samples` training images and half as many rendered as photos through the served
-    preprocessing (model.framing.pipeline_copies), the training photos in and out of the ten
+    preprocessing (model.data.renderings.pipeline_copies), the training photos in and out of the ten
     classes, and `samples` synthetic non-garments of HEAD_SEED."""
-    from model.framing import pipeline_copies
+    from model.data.renderings import pipeline_copies
 
     train = load_split("train", data_dir)
     fm = train.images[:samples]

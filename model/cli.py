@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from model.meta import CheckpointError
+from model.network.checkpoint_info import CheckpointError
 
 T = TypeVar("T")
 
@@ -20,8 +20,8 @@ T = TypeVar("T")
 def user_errors() -> tuple[type[BaseException], ...]:
     """The errors that mean "the user asked for something that is not there or not readable".
     (Imported here, not above: app.serve uses this module in the CPU image, without torch.)"""
-    from model.data import DataNotFoundError
-    from model.photos import PhotosNotFoundError
+    from model.data.fashion_mnist import DataNotFoundError
+    from model.data.photos import PhotosNotFoundError
 
     return (
         CheckpointError,

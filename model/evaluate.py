@@ -22,18 +22,20 @@ from model.calibrate import (
     logits_of,
     photo_scores,
 )
-from model.checkpoint import Checkpoint, load_checkpoint
 from model.cli import Parser, run
-from model.data import BatchLoader, Split, load_split
-from model.device import resolve_device
-from model.photos import (
+from model.data.fashion_mnist import Split, load_split
+from model.data.photos import (
     DEFAULT_PHOTO_DIR,
     PhotoSet,
     load_photos,
     scored_accuracy,
     validation_split,
 )
-from model.preprocess import decode_image, naive_squash_28, photo_to_fashion_mnist, to_model_input
+from model.images.decode import decode_image
+from model.images.silhouette import naive_squash_28, photo_to_fashion_mnist, to_model_input
+from model.network.checkpoint import Checkpoint, load_checkpoint
+from model.network.device import resolve_device
+from model.training.batches import BatchLoader
 
 
 @torch.no_grad()

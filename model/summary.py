@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from model.cli import Parser, run
-from model.net import resnet18
-from model.shapes import MAX_INPUT, MIN_INPUT, LayerRow
+from model.network.net import resnet18
+from model.network.shapes import MAX_INPUT, MIN_INPUT, LayerRow
 
 
 def _depth(name: str) -> int:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", help="summarise this checkpoint instead of a fresh network")
     args = p.parse_args(argv)
     if args.checkpoint:
-        from model.checkpoint import load_checkpoint
+        from model.network.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint).model
     else:

@@ -11,10 +11,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.http.factory import create_app
-from model.checkpoint import save_checkpoint
-from model.data import CLASS_NAMES, MEAN, STD, Split, load_split
-from model.meta import SHIPPED_CHECKPOINT
-from model.net import init_xavier, resnet18
+from model.data.fashion_mnist import CLASS_NAMES, MEAN, STD, Split, load_split
+from model.network.checkpoint import save_checkpoint
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT
+from model.network.net import init_xavier, resnet18
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,

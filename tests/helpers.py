@@ -107,6 +107,15 @@ def text_bomb_png(megabytes: int = 50) -> bytes:
     return plain[:33] + _png_chunk(b"zTXt", text) + plain[33:]  # after the 33-byte IHDR
 
 
+def object_photo(dark_on_light: bool, size: tuple[int, int] = (120, 200)) -> np.ndarray:
+    """A w x h photo with a 40x100 object (a 'trouser') left of centre."""
+    w, h = size
+    bg, fg = (235, 40) if dark_on_light else (20, 200)
+    a = np.full((h, w), bg, dtype=np.uint8)
+    a[50:150, 20:60] = fg
+    return a
+
+
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:
     """Settings for a test app, ignoring any env or .env of the machine running the tests."""
     return Settings(_env_file=None, model_checkpoint=checkpoint, **overrides)  # type: ignore[call-arg]

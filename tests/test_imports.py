@@ -156,9 +156,9 @@ def test_the_cycle_check_finds_a_planted_cycle(
 
 def test_the_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
-    path.write_text("def f():\n    from app.serving import runtime\n    import model.net\n")
-    got = imports_of(path, "app.x", {"app.serving", "app.serving.runtime", "model.net"})
-    assert got == {"app.serving", "app.serving.runtime", "model.net"}
+    path.write_text("def f():\n    from app.serving import runtime\n    import model.network.net\n")
+    got = imports_of(path, "app.x", {"app.serving", "app.serving.runtime", "model.network.net"})
+    assert got == {"app.serving", "app.serving.runtime", "model.network.net"}
     assert layer_violations({"app.serving.x": {"app.http.deps"}}) == [
         ("app.serving.x", "app.http.deps")
     ]
@@ -173,7 +173,9 @@ def test_the_service_imports_without_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
         "import app.serve, app.http.factory, app.serving.photo_worker, app.serving.runtime\n"
-        "import model.cli, model.meta, model.preprocess, model.framing, model.shapes\n"
+        "import model.cli, model.network.checkpoint_info, model.images.silhouette\n"
+        "import model.images.decode, model.images.photo_view, model.network.shapes\n"
+        "import model.data.renderings\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

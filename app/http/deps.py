@@ -17,7 +17,7 @@ from app.errors import ApiError
 from app.metrics import Metrics
 from app.serving.engine import InferenceEngine
 from app.serving.pipeline import Pipeline
-from model.meta import CheckpointInfo
+from model.network.checkpoint_info import CheckpointInfo
 
 NOT_READY = "the model is not loaded and warmed up yet"
 

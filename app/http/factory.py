@@ -25,7 +25,7 @@ from app.serving.device import describe_device, serving_device
 from app.serving.engine import build_engine
 from app.serving.pipeline import Pipeline
 from app.serving.runner import cpu_flags
-from model.meta import CheckpointError, read_checkpoint_info
+from model.network.checkpoint_info import CheckpointError, read_checkpoint_info
 
 log = logging.getLogger("app")
 # The features that decide how fast the model runs here, named in the start-up log.

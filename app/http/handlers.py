@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from app.errors import CLIENT_CLOSED, ApiError
 from app.protocol import oip
-from model.preprocess import (
+from model.images.decode import (
     CorruptImageError,
     ImageError,
     ImageTooLargeError,

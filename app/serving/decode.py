@@ -28,17 +28,15 @@ import numpy as np
 from PIL import Image
 
 from app.serving.photo_worker import ANSWER, LENGTH, OK, TAIL
-from model import preprocess
-from model.preprocess import (
+from model.images import decode as image_decode
+from model.images.decode import (
     WORKING_SIZE,
-    Box,
     CorruptImageError,
     ImageError,
     decoded_bytes,
     open_image,
-    prepare_photo,
-    prepare_timed,
 )
+from model.images.silhouette import Box, prepare_photo, prepare_timed
 
 log = logging.getLogger("app.serving.decode")
 
@@ -195,7 +193,7 @@ class DecodeProcess:
                     future.set_result(Prepared(pixels, decode_s, preprocess_s, tuple(box)))
                 else:
                     name, _, message = payload.decode().partition("\0")
-                    future.set_exception(getattr(preprocess, name, ImageError)(message))
+                    future.set_exception(getattr(image_decode, name, ImageError)(message))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         if self._closing:

@@ -38,7 +38,7 @@ def serving_device(name: str) -> str:
         raise RuntimeError(f"MODEL_DEVICE={name} needs torch, which is not installed")
     import torch
 
-    from model.device import resolve_device
+    from model.network.device import resolve_device
 
     device = resolve_device(name)
     if device.type == "cuda" and device.index is None:

@@ -18,8 +18,8 @@ from app.metrics import Metrics
 from app.serving.admission import QueueFullError, ShuttingDownError
 from app.serving.runner import ModelOptions, Scores
 from app.serving.runtime import build_runner
-from model.meta import CheckpointInfo
-from model.preprocess import NATIVE_SIZE
+from model.images.silhouette import NATIVE_SIZE
+from model.network.checkpoint_info import CheckpointInfo
 
 log = logging.getLogger("app.serving.engine")
 

@@ -4,10 +4,9 @@
 
 Started by app.serving.decode.DecodeProcess. Frames both ways: a request is a 4-byte little-endian
 length and the upload's bytes; an answer is a status byte, a 4-byte length and the payload: the
-784 pixels, then the decode and preprocess seconds and the view box (model.preprocess.Box) as six
-doubles, or, for an upload that is no
-usable image, the ImageError's class name, a NUL and its message. Imports no torch (and none of
-FastAPI): numpy, Pillow and OpenCV only.
+784 pixels, then the decode and preprocess seconds and the view box (model.images.silhouette.Box)
+as six doubles, or, for an upload that is no usable image, the ImageError's class name, a NUL and
+its message. Imports no torch (and none of FastAPI): numpy, Pillow and OpenCV only.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sys
 import time
 from typing import BinaryIO
 
-from model import preprocess
+from model.images import decode, silhouette
 
 LENGTH = struct.Struct("<I")
 ANSWER = struct.Struct("<BI")  # status, payload length
@@ -30,10 +29,10 @@ def answer(data: bytes, max_pixels: int) -> bytes:
     """The answer frame for one upload."""
     start = time.perf_counter()
     try:
-        pixels, decode_s, preprocess_s, box = preprocess.prepare_timed(
-            preprocess.open_image(data, max_pixels), start
+        pixels, decode_s, preprocess_s, box = silhouette.prepare_timed(
+            decode.open_image(data, max_pixels), start
         )
-    except preprocess.ImageError as exc:
+    except decode.ImageError as exc:
         payload = f"{type(exc).__name__}\0{exc}".encode()
         return ANSWER.pack(IMAGE_ERROR, len(payload)) + payload
     payload = pixels.tobytes() + TAIL.pack(decode_s, preprocess_s, *box)

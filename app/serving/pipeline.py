@@ -21,8 +21,8 @@ from app.errors import ApiError, echo
 from app.serving.admission import Admission, EngineUnavailableError
 from app.serving.decode import Decoder, DecoderUnavailableError, Prepared
 from app.serving.engine import InferenceEngine, Result
-from model import saliency
-from model.preprocess import ImageError
+from model.images.decode import ImageError
+from model.network import saliency
 
 # Framing a body may carry on top of its images: multipart headers, an inference request's JSON.
 BODY_SLACK = 64 * 1024
@@ -131,7 +131,7 @@ class Pipeline:
     async def classify_explained(
         self, uploads: Sequence[tuple[str | None, bytes]], named: bool = False
     ) -> tuple[list[Prepared], Result, list[np.ndarray]]:
-        """classify, and each image's occlusion saliency (model.saliency): the image and its
+        """classify, and each image's occlusion saliency (model.network.saliency): the image and its
         occluded copies go through the network in the same forward pass."""
         self.check_count(len(uploads))
         step = 1 + len(saliency.MASKS)

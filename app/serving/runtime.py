@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from app.serving.runner import ModelOptions, Precision, Runner, Scores, cpu_flags, installed
-from model.graphs import graph_key_of, session
-from model.meta import SHIPPED_CHECKPOINT, CheckpointInfo, graph_file
-from model.preprocess import NATIVE_SIZE
+from model.images.silhouette import NATIVE_SIZE
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT, CheckpointInfo, graph_file
+from model.network.graphs import graph_key_of, session
 
 log = logging.getLogger("app.serving.runtime")
 
@@ -87,8 +87,8 @@ def _session(ckpt: CheckpointInfo, precision: str, threads: int) -> Any:
             f"no current {precision} ONNX graph at {path} and no torch to export one: run "
             "`python -m model.export` where torch is installed (the CPU Docker image does)"
         )
-    from model.checkpoint import as_checkpoint
     from model.export import graphs
+    from model.network.checkpoint import as_checkpoint
 
     graph = graphs(as_checkpoint(ckpt), int8=precision == "int8").get(precision)
     if graph is None:
@@ -117,7 +117,7 @@ class OnnxRunner(Runner):
         if not self.whole:  # the graph starts at the network: torch resizes and normalises
             import torch
 
-            from model.preprocess import to_model_input
+            from model.images.silhouette import to_model_input
 
             spec = self.spec
             x = to_model_input(torch.from_numpy(images), spec.size, spec.mean, spec.std).numpy()

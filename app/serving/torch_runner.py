@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from app.serving.runner import ModelOptions, Runner, Scores
-from model.checkpoint import as_checkpoint
-from model.classifier import Classifier
-from model.meta import CheckpointInfo
-from model.net import fold_batch_norm
+from model.network.checkpoint import as_checkpoint
+from model.network.checkpoint_info import CheckpointInfo
+from model.network.classifier import Classifier
+from model.network.net import fold_batch_norm
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -20,8 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from model.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint  # noqa: E402
-from model.preprocess import prepare_photo, to_model_input  # noqa: E402
+from model.images.silhouette import prepare_photo, to_model_input  # noqa: E402
+from model.network.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint  # noqa: E402
 
 
 class FashionAPI(ls.LitAPI):

@@ -16,8 +16,8 @@ from ts.torch_handler.base_handler import BaseHandler
 
 sys.path.insert(0, os.environ["FASHION_ROOT"])
 
-from model.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
-from model.preprocess import prepare_photo, to_model_input
+from model.images.silhouette import prepare_photo, to_model_input
+from model.network.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 
 
 class FashionHandler(BaseHandler):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from model.loss import in_set
+from model.training.loss import in_set
 
 
 @dataclass(frozen=True)

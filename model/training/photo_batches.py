@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from model.data import Split
+from model.data.fashion_mnist import Split
 from model.training.augment import ViewAugment, view_augment
 from model.training.distill import Targets
 

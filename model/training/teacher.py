@@ -20,8 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from model.loss import SetCrossEntropy
-from model.photos import (
+from model.data.photos import (
     DEFAULT_PHOTO_FOLDERS,
     PhotoSet,
     concat_photos,
@@ -30,6 +29,7 @@ from model.photos import (
     validation_split,
 )
 from model.training.augment import ViewAugment, view_augment
+from model.training.loss import SetCrossEntropy
 
 TEACHER_SIZE = 128
 TEACHER_NAME = "efficientnet-lite0"

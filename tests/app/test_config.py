@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.http.factory import create_app
-from model.checkpoint import SHIPPED_CHECKPOINT
+from model.network.checkpoint import SHIPPED_CHECKPOINT
 from tests.helpers import make_settings
 
 

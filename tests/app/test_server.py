@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import torch
 
-from model.checkpoint import load_checkpoint
-from model.preprocess import decode_image, photo_to_fashion_mnist, to_model_input
+from model.images.decode import decode_image
+from model.images.silhouette import photo_to_fashion_mnist, to_model_input
+from model.network.checkpoint import load_checkpoint
 from tests.helpers import REAL_PHOTOS, ROOT, free_port, needs_real_photos
 
 

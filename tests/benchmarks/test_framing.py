@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks.framing import GUARD_BARS, GUARD_IMAGES, below_bar, framing_accuracy
-from model.data import load_split
-from model.framing import REFERENCE, RENDERINGS
-from model.meta import SHIPPED_CHECKPOINT
+from model.data.fashion_mnist import load_split
+from model.data.renderings import REFERENCE, RENDERINGS
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 
 
 def test_every_rendering_has_a_guard_bar() -> None:
@@ -48,17 +48,17 @@ def test_the_guard_fails_a_rendering_under_its_bar(
 def test_the_benchmark_flags_the_old_preprocessing() -> None:
     """A cut-down version of the finding: full-frame product shots scored under the bar with
     the border taken for background. With that border patch restored, they fall again."""
-    from model import preprocess
+    from model.images import silhouette
 
     test = load_split("test").subset(120)
     names = [REFERENCE, "full-frame-dark-on-light"]
     args = (str(SHIPPED_CHECKPOINT), test.images.numpy(), test.labels.numpy(), names)
     ok = framing_accuracy(*args)
-    original = preprocess._background_sides
+    original = silhouette._background_sides
     try:
-        preprocess._background_sides = lambda sides, centre: sides  # the old behaviour
+        silhouette._background_sides = lambda sides, centre: sides  # the old behaviour
         old = framing_accuracy(*args)
     finally:
-        preprocess._background_sides = original
+        silhouette._background_sides = original
     assert below_bar(ok, 0.95) == [] and below_bar(old, 0.95) == ["full-frame-dark-on-light"]
     assert np.isfinite(list(old.values())).all()

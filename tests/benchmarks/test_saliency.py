@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks.saliency import TARGET, deletion_ratio, served_forward
-from model.data import load_split
-from model.meta import SHIPPED_CHECKPOINT
-from model.saliency import explain
+from model.data.fashion_mnist import load_split
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT
+from model.network.saliency import explain
 
 SAMPLE = 200
 

@@ -16,8 +16,8 @@ from model.calibrate import (
     main,
     set_nll,
 )
-from model.checkpoint import copy_checkpoint, load_checkpoint
-from model.meta import read_checkpoint_info
+from model.network.checkpoint import copy_checkpoint, load_checkpoint
+from model.network.checkpoint_info import read_checkpoint_info
 from tests.helpers import write_photo_folder
 
 

@@ -1,9 +1,9 @@
 import onnxruntime as ort
 import torch
 
-from model.classifier import HeadedNet
 from model.export import OUTPUTS, _head_nodes, to_onnx
-from model.net import fold_batch_norm, resnet18
+from model.network.classifier import HeadedNet
+from model.network.net import fold_batch_norm, resnet18
 
 
 def test_onnx_graph_gives_torchs_outputs_at_any_batch_size() -> None:

@@ -16,10 +16,15 @@ from model.calibrate import (
     logits_of,
     photo_scores,
 )
-from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, checkpoint_files, load_checkpoint
-from model.data import load_split
+from model.data.fashion_mnist import load_split
+from model.data.photos import PhotoSet, load_photos, scored_accuracy, validation_split
 from model.evaluate import evaluate, evaluate_photos
-from model.photos import PhotoSet, load_photos, scored_accuracy, validation_split
+from model.network.checkpoint import (
+    SHIPPED_CHECKPOINT,
+    Checkpoint,
+    checkpoint_files,
+    load_checkpoint,
+)
 from tests.helpers import (
     CLOTHING_PHOTOS,
     REAL_PHOTOS,

@@ -1,6 +1,6 @@
 import pytest
 
-from model.net import resnet18
+from model.network.net import resnet18
 from model.summary import layer_summary, main
 from tests.helpers import SEED_SHAPES_224
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from app.http.deps import ServicesDep
 from app.protocol.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
-from model.meta import ARCHITECTURE
-from model.shapes import MAX_INPUT, MIN_INPUT, layer_rows, resnet18_layers
+from model.network.checkpoint_info import ARCHITECTURE
+from model.network.shapes import MAX_INPUT, MIN_INPUT, layer_rows, resnet18_layers
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -22,7 +22,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 # Shapes and counts do not depend on the weights: they are worked out by arithmetic
-# (model.shapes, checked against forward hooks on the real network), about 0.1 ms a summary, and
+# (model.network.shapes, checked against forward hooks on the real network), about 0.1 ms a
+# summary, and
 # every (input size, depth) pair fits in the cache, so a flood of distinct sizes costs little.
 @functools.lru_cache(maxsize=(MAX_INPUT - MIN_INPUT + 1) * 3)
 def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) -> SummaryResponse:

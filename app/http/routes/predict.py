@@ -27,7 +27,7 @@ from app.serving.decode import Prepared
 from app.serving.engine import InferenceEngine
 from app.serving.pipeline import BODY_SLACK, Deadline, read_body, too_many_images
 from app.serving.pipeline import stages as stage_seconds
-from model.meta import CheckpointInfo
+from model.network.checkpoint_info import CheckpointInfo
 
 router = APIRouter(tags=["predict"])
 

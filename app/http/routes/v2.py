@@ -36,8 +36,8 @@ from app.protocol.schemas import (
 )
 from app.serving.engine import InferenceEngine
 from app.serving.pipeline import BODY_SLACK, Deadline, read_body, stages
-from model.meta import CheckpointInfo
-from model.preprocess import NATIVE_SIZE
+from model.images.silhouette import NATIVE_SIZE
+from model.network.checkpoint_info import CheckpointInfo
 
 TAG = "open inference protocol (v2)"
 router = APIRouter(prefix=PREFIX, tags=[TAG])

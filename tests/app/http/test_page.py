@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from model.meta import SHIPPED_CHECKPOINT
+from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 from tests.helpers import ROOT, bomb_png, served
 
 PHOTOS = [ROOT / "examples" / "sneakers.jpg", ROOT / "examples" / "boot.jpg"]

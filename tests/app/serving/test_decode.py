@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from app.serving.decode import DecodeBudget, DecodeProcess, Decoder, DecoderUnavailableError
-from model.preprocess import CorruptImageError, ImageError, prepare_photo
+from model.images.decode import CorruptImageError, ImageError
+from model.images.silhouette import prepare_photo
 from tests.helpers import CRASHING_WORKER, served
 
 

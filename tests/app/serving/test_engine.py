@@ -7,8 +7,8 @@ import pytest
 
 from app.serving.admission import EngineUnavailableError, ShuttingDownError
 from app.serving.engine import InferenceEngine
-from model.checkpoint import load_checkpoint
-from model.data import Split
+from model.data.fashion_mnist import Split
+from model.network.checkpoint import load_checkpoint
 
 
 def _engine(checkpoint: Path, **kw: float) -> InferenceEngine:

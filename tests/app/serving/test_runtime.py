@@ -9,11 +9,16 @@ from app.config import default_inference_threads
 from app.serving import runtime
 from app.serving.runner import ModelOptions
 from app.serving.runtime import build_runner, choose_cpu_precision
-from model.checkpoint import SHIPPED_CHECKPOINT, Checkpoint, copy_checkpoint, load_checkpoint
-from model.data import Split, load_split
+from model.data.fashion_mnist import Split, load_split
 from model.export import ACCURACY_DROP_MAX, AGREEMENT_MIN
-from model.meta import graph_file, read_checkpoint_info, update_metadata
-from model.preprocess import to_model_input
+from model.images.silhouette import to_model_input
+from model.network.checkpoint import (
+    SHIPPED_CHECKPOINT,
+    Checkpoint,
+    copy_checkpoint,
+    load_checkpoint,
+)
+from model.network.checkpoint_info import graph_file, read_checkpoint_info, update_metadata
 
 VARIANTS = {
     "torch-plain": ModelOptions(backend="torch", fold_batch_norm=False, channels_last=False),

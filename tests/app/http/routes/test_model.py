@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.http.routes.model import _summary
-from model.net import resnet18
+from model.network.net import resnet18
 from model.summary import layer_summary
 from tests.helpers import SEED_SHAPES_224
 
@@ -53,7 +53,7 @@ def test_summary_bounds_are_422(client: TestClient, query: str) -> None:
 
 @pytest.mark.parametrize(("size", "depth"), [(16, 1), (96, 2), (512, 3)])
 def test_summary_shapes_equal_a_real_forward_pass(size: int, depth: int) -> None:
-    # The route works shapes out by arithmetic (model.shapes, no torch): the same rows as a
+    # The route works shapes out by arithmetic (model.network.shapes, no torch): the same rows as a
     # real forward pass on the CPU.
     got = _summary(10, 1, size, depth)
     expected = layer_summary(resnet18(), size, 1, depth)

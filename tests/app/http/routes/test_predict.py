@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.http.factory import create_app
-from model.checkpoint import copy_checkpoint, load_checkpoint, update_metadata
-from model.data import Split
+from model.data.fashion_mnist import Split
 from model.evaluate import predict as evaluate_predict
-from model.preprocess import prepare_photo
+from model.images.silhouette import prepare_photo
+from model.network.checkpoint import copy_checkpoint, load_checkpoint, update_metadata
 from tests.helpers import bomb_png, make_settings, png_bytes, text_bomb_png
 
 

@@ -21,7 +21,7 @@ from tritonclient.utils import (
 
 from app.http.factory import create_app
 from app.protocol.oip import HEADER_LENGTH, OipError, encode_infer, parse_infer
-from model.data import CLASS_NAMES, Split
+from model.data.fashion_mnist import CLASS_NAMES, Split
 from tests.helpers import make_settings, png_bytes
 
 MODEL = "d2l-resnet18"

@@ -1,6 +1,6 @@
 """A checkpoint's metadata and files, without torch: what serving on ONNX Runtime needs.
 
-model.checkpoint adds the network itself (torch); this module is what a torch-free CPU image
+model.network.checkpoint adds the network itself (torch); this module is what a torch-free CPU image
 imports to check a checkpoint and find its exported graphs.
 """
 
@@ -15,7 +15,9 @@ from typing import Any
 ARCHITECTURE = "d2l-resnet18"
 FORMAT_VERSION = 1
 # The trained checkpoint that ships with the package and that the service loads by default.
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "fashion-resnet18.safetensors"
+SHIPPED_CHECKPOINT = (
+    Path(__file__).resolve().parents[1] / "weights" / "fashion-resnet18.safetensors"
+)
 POLARITY = "light-on-dark"
 # What a network sees of an upload: the 28x28 Fashion-MNIST-like silhouette, or the photo itself.
 SILHOUETTE, PHOTO = "silhouette", "photo"

@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 # The side of a rendered product shot: Fashion-MNIST's 28 pixels, ten times.
+# Bumped whenever a rendering changes: the training caches are keyed by it.
+RENDERINGS_VERSION = 1
 SIZE = 280
 
 Render = Callable[[np.ndarray, np.random.Generator], bytes]
@@ -259,7 +261,7 @@ def pipeline_copies(
     rendering is drawn per image from all but the reference, each equally likely or, with
     `weights`, the named ones that many times as likely as the rest (weight 1).
     """
-    from model.preprocess import prepare_photo
+    from model.images.silhouette import prepare_photo
 
     rng = np.random.default_rng(seed)
     names = [n for n in RENDERINGS if n != REFERENCE]
@@ -351,7 +353,7 @@ def non_garment(kind: str, seed: int) -> bytes:
 
 def non_garment_inputs(n: int, seed: int) -> np.ndarray:
     """(n, 28, 28) uint8: non_garments(n, seed) through the served preprocessing."""
-    from model.preprocess import prepare_photo
+    from model.images.silhouette import prepare_photo
 
     return np.stack([prepare_photo(b) for b in non_garments(n, seed)])
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from model.meta import InputSpec
-from model.preprocess import to_model_input
+from model.images.silhouette import to_model_input
+from model.network.checkpoint_info import InputSpec
 
 
 class Calibrated(nn.Module):

@@ -1,7 +1,7 @@
 """The checkpoint format: weights in safetensors, metadata in a JSON file beside them.
 
-The metadata side (reading, checking, the properties) is torch-free, in model.meta; this module
-adds the network.
+The metadata side (reading, checking, the properties) is torch-free, in
+model.network.checkpoint_info; this module adds the network.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.meta import (
+from model.network.checkpoint_info import (
     ARCHITECTURE,
     FORMAT_VERSION,
     POLARITY,
@@ -33,7 +33,7 @@ from model.meta import (
     sha256_file,
     update_metadata,
 )
-from model.net import resnet18
+from model.network.net import resnet18
 
 __all__ = [
     "SHIPPED_CHECKPOINT",

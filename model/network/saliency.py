@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from model.preprocess import NATIVE_SIZE
+from model.images.silhouette import NATIVE_SIZE
 
 # A 7 px patch every 3 px: 8 x 8 = 64 copies, one forward pass of 65 images with the original.
 # Garments in Fashion-MNIST are 10-28 px across, so a patch covers a sleeve, a heel or a strap.

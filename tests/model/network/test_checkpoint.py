@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import (
+from model.data.fashion_mnist import CLASS_NAMES
+from model.network.checkpoint import (
     CheckpointError,
     copy_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from model.data import CLASS_NAMES
-from model.meta import InputSpec, read_checkpoint_info
-from model.net import resnet18
+from model.network.checkpoint_info import InputSpec, read_checkpoint_info
+from model.network.net import resnet18
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 0.0), (torch.float16, 5e-2)])

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import model.photos as photos_mod
-from model.photos import (
+import model.data.photos as photos_mod
+from model.data.photos import (
     VAL_FRACTION,
     PhotoSet,
     load_photos,
@@ -45,11 +45,11 @@ def test_photos_become_28x28_with_their_sets(folder: Path, tmp_path: Path) -> No
     # What training sees is exactly what /predict computes for the same file.
     data = (folder / photos.files[shoes]).read_bytes()
     assert torch.equal(
-        photos.images[shoes], torch.from_numpy(photos_mod.preprocess.prepare_photo(data))
+        photos.images[shoes], torch.from_numpy(photos_mod.silhouette.prepare_photo(data))
     )
 
 
-def test_the_cache_is_used_and_rebuilt_when_photos_or_preprocessing_change(
+def test_the_cache_is_used_and_rebuilt_when_photos_or_the_silhouette_version_change(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = load_photos(folder, cache_dir=tmp_path)
@@ -59,11 +59,11 @@ def test_the_cache_is_used_and_rebuilt_when_photos_or_preprocessing_change(
         raise AssertionError("decoded although the cache is current")
 
     with monkeypatch.context() as m:
-        m.setattr(photos_mod.preprocess, "prepare_photo", no_decoding)
+        m.setattr(photos_mod.silhouette, "prepare_photo", no_decoding)
         assert torch.equal(load_photos(folder, cache_dir=tmp_path).images, first.images)
-    # Another preprocessing: a new key, a rebuild.
+    # Another version of the silhouette: a new key, a rebuild.
     with monkeypatch.context() as m:
-        m.setattr(photos_mod, "_preprocessing_fingerprint", lambda: b"another version")
+        m.setattr(photos_mod, "SILHOUETTE_VERSION", photos_mod.SILHOUETTE_VERSION + 1)
         load_photos(folder, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("photos-*.safetensors"))) == 2
     # A changed photo: a new key and its new pixels.

@@ -1,34 +1,19 @@
-import io
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from model.data import Split
-from model.preprocess import (
-    CorruptImageError,
-    ImageTooLargeError,
-    UnsupportedImageError,
+from model.data.fashion_mnist import Split
+from model.images.decode import (
     decode_image,
-    photo_to_fashion_mnist,
-    photo_to_fashion_mnist_framed,
 )
-from tests.helpers import bomb_png, png_bytes
+from model.images.silhouette import photo_to_fashion_mnist, photo_to_fashion_mnist_framed
+from tests.helpers import object_photo, png_bytes
 
 
 def prepared(data: bytes) -> np.ndarray:
     return photo_to_fashion_mnist(decode_image(data))
-
-
-def object_photo(dark_on_light: bool, size: tuple[int, int] = (120, 200)) -> np.ndarray:
-    """A w x h photo with a 40x100 object (a 'trouser') left of centre."""
-    w, h = size
-    bg, fg = (235, 40) if dark_on_light else (20, 200)
-    a = np.full((h, w), bg, dtype=np.uint8)
-    a[50:150, 20:60] = fg
-    return a
 
 
 def test_fashion_mnist_images_pass_unchanged(test_images: Split) -> None:
@@ -79,34 +64,6 @@ def test_every_mode_gives_the_same_object(mode: str) -> None:
     assert np.abs(out - reference).mean() < 25, mode
 
 
-def test_exif_orientation_is_applied() -> None:
-    upright = object_photo(True, size=(200, 120))  # wide canvas, the object lying on its side
-    img = Image.fromarray(upright.T.copy())  # stored rotated: a tall canvas
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to display"
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", exif=exif)
-    shown = decode_image(buf.getvalue())
-    # Turned back to wide (JPEG may be decoded at a reduced scale: only the shape is fixed).
-    width, height = shown.size
-    assert width > height and abs(width / height - 200 / 120) < 0.05
-
-
-def test_errors_are_typed() -> None:
-    with pytest.raises(UnsupportedImageError):
-        decode_image(b"hello, this is not an image")
-    with pytest.raises(CorruptImageError, match="empty"):
-        decode_image(b"")
-    noisy = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
-    truncated = noisy[: len(noisy) // 2]
-    with pytest.raises(CorruptImageError, match=r"truncated|corrupt"):
-        decode_image(truncated)
-    with pytest.raises(ImageTooLargeError, match="8000x8000 pixels; the limit is 40,000,000"):
-        decode_image(bomb_png(8_000, 8_000))
-    with pytest.raises(ImageTooLargeError, match="limit of 40,000,000 pixels"):
-        decode_image(bomb_png(100_000, 100_000))
-
-
 def _garment_on(background: str, edges: int) -> tuple[np.ndarray, np.ndarray]:
     """A (3, H, W) YCrCb photo of a dark garment reaching `edges` of the frame's edges (0, 1:
     bottom, 2: top and bottom, 4: all, corners free) on a flat or a gradient background; and
@@ -131,7 +88,7 @@ def _garment_on(background: str, edges: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("background", ["flat", "gradient"])
 @pytest.mark.parametrize("edges", [0, 1, 2, 4])
 def test_a_garment_touching_edges_is_not_taken_for_background(background: str, edges: int) -> None:
-    from model.preprocess import _background
+    from model.images.silhouette import _background
 
     ycc, truth = _garment_on(background, edges)
     estimate = _background(ycc)
@@ -153,7 +110,7 @@ def test_full_frame_garments_keep_their_edges(edges: int) -> None:
 
 def _reference_sides(sides: tuple[np.ndarray, ...], centre: np.ndarray) -> list[np.ndarray]:
     """_background_sides written plainly, side by side with norms: what the fast one must equal."""
-    from model.preprocess import MIN_OBJECT_CONTRAST
+    from model.images.silhouette import MIN_OBJECT_CONTRAST
 
     m = max(1, min(s.shape[1] for s in sides) // 16)
     if min(s.shape[1] for s in sides) < 2 * m + 1:
@@ -184,7 +141,7 @@ def _reference_sides(sides: tuple[np.ndarray, ...], centre: np.ndarray) -> list[
 def test_the_fast_side_decision_equals_the_plain_one(
     h: int, w: int, seed: int, share: float
 ) -> None:
-    from model.preprocess import _background_sides
+    from model.images.silhouette import _background_sides
 
     rng = np.random.default_rng(seed)
     background, garment = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)

@@ -1,7 +1,7 @@
 import pytest
 
-from model.net import resnet18
-from model.shapes import layer_rows, resnet18_layers
+from model.network.net import resnet18
+from model.network.shapes import layer_rows, resnet18_layers
 from model.summary import layer_summary
 
 SIZES = [16, 17, 28, 31, 32, 33, 40, 63, 96, 97, 127, 224, 255, 511, 512]

@@ -82,7 +82,7 @@ def _stage(cin: int, cout: int, first: bool) -> Layer:
 
 
 def resnet18_layers(num_classes: int = 10, in_channels: int = 1) -> Layer:
-    """The layer tree of model.net.resnet18, names and order as torch has them."""
+    """The layer tree of model.network.net.resnet18, names and order as torch has them."""
     b1 = (
         conv(in_channels, 64, 7, 2, 3),
         batch_norm(64),

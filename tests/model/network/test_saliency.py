@@ -7,8 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model import saliency
-from model.saliency import MASKS, blank, occluded_copies, occlusion_masks, occlusion_saliency
+from model.network import saliency
+from model.network.saliency import (
+    MASKS,
+    blank,
+    occluded_copies,
+    occlusion_masks,
+    occlusion_saliency,
+)
 
 
 @pytest.mark.parametrize(("size", "patch", "stride"), [(28, 7, 3), (28, 5, 2), (10, 4, 4)])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.data import Split
-from model.framing import (
+from model.data.fashion_mnist import Split
+from model.data.renderings import (
     FORMATS,
     NON_GARMENTS,
     REFERENCE,
@@ -20,7 +20,7 @@ from model.framing import (
     pipeline_copies,
     render,
 )
-from model.preprocess import prepare_photo
+from model.images.silhouette import prepare_photo
 
 
 def opened(data: bytes) -> Image.Image:

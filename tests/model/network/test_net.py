@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from model.net import Residual, fold_batch_norm, resnet18
+from model.network.net import Residual, fold_batch_norm, resnet18
 from tests.helpers import SEED_SHAPES_224
 
 
