@@ -2,7 +2,7 @@
 
     python benchmarks/model_variants.py [--batches 1 16 32] [--seconds 2] [--compile]
 
-Every variant is the shipped checkpoint behind app.serving.runtime's runners (uint8 images in,
+Every variant is the shipped checkpoint behind app.serving.onnx_runner's runners (uint8 images in,
 probabilities out), timed on the same real test images, rounds interleaved so drift on a
 shared machine hits all alike. It also checks each variant's top-1 against the plain model.
 """
@@ -16,8 +16,8 @@ import time
 import torch
 
 from app.config import cpu_cores
+from app.serving.onnx_runner import build_runner
 from app.serving.runner import ModelOptions
-from app.serving.runtime import build_runner
 from model.data.fashion_mnist import load_split
 from model.network.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 

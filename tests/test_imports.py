@@ -2,7 +2,8 @@
 
 Every `import` and `from ... import` of the project's own modules counts, those inside functions
 too (a lazy import is still a dependency). Layers: benchmarks -> app -> model; inside app,
-http -> protocol and serving, never back.
+http -> protocol -> serving, never back, and the prediction routes reach the pipeline only
+through their protocol.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ FORBIDDEN = [
     ("app.serving", "app.http"),
     ("app.serving", "app.protocol"),
     ("app.protocol", "app.http"),
-    ("app.protocol", "app.serving"),
+    ("app.http.routes.predict", "app.serving"),
+    ("app.http.flow", "app.serving"),
 ]
 
 
@@ -156,9 +158,11 @@ def test_the_cycle_check_finds_a_planted_cycle(
 
 def test_the_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
-    path.write_text("def f():\n    from app.serving import runtime\n    import model.network.net\n")
-    got = imports_of(path, "app.x", {"app.serving", "app.serving.runtime", "model.network.net"})
-    assert got == {"app.serving", "app.serving.runtime", "model.network.net"}
+    path.write_text(
+        "def f():\n    from app.serving import onnx_runner\n    import model.network.net\n"
+    )
+    got = imports_of(path, "app.x", {"app.serving", "app.serving.onnx_runner", "model.network.net"})
+    assert got == {"app.serving", "app.serving.onnx_runner", "model.network.net"}
     assert layer_violations({"app.serving.x": {"app.http.deps"}}) == [
         ("app.serving.x", "app.http.deps")
     ]
@@ -172,7 +176,7 @@ def test_the_service_imports_without_torch() -> None:
 
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-        "import app.serve, app.http.factory, app.serving.photo_worker, app.serving.runtime\n"
+        "import app.serve, app.http.factory, app.serving.photo_worker, app.serving.onnx_runner\n"
         "import model.cli, model.network.checkpoint_info, model.images.silhouette\n"
         "import model.images.decode, model.images.photo_view, model.network.shapes\n"
         "import model.data.renderings\n"

@@ -13,16 +13,18 @@ from fastapi_offline import FastAPIOffline
 
 from app.config import Settings, resolve_engine_options
 from app.http import openapi
+from app.http.api_key import ApiKeyMiddleware
 from app.http.deps import Services
+from app.http.docs_policy import protect_docs
 from app.http.handlers import install_error_handlers
-from app.http.metrics import RequestMetricsMiddleware
+from app.http.headers import SecurityHeadersMiddleware
+from app.http.request_metrics import RequestMetricsMiddleware
 from app.http.routes import health, model, page, predict, v2
-from app.http.security import SecurityMiddleware, protect_docs
 from app.metrics import Metrics
 from app.serving.admission import Admission
 from app.serving.decode import Decoder
-from app.serving.device import describe_device, serving_device
 from app.serving.engine import build_engine
+from app.serving.hardware import describe_device, serving_device
 from app.serving.pipeline import Pipeline
 from app.serving.runner import cpu_flags
 from model.network.checkpoint_info import CheckpointError, read_checkpoint_info
@@ -122,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          lifespan=lifespan)  # fmt: skip
     app.state.services = Services(settings, ckpt, device, metrics, options, engine)
     install_error_handlers(app)
-    app.add_middleware(SecurityMiddleware, api_key=settings.api_key)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(SecurityHeadersMiddleware)  # outside the key check: its 401s get them
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -1,16 +1,20 @@
 """The OpenAPI document says what the running service enforces: limits from the settings, and
-security, on the paths app.http.security guards, only when an API key is set."""
+security, on the paths app.http.api_key guards, only when an API key is set."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.http.security import BEARER, KEY_HEADER, is_protected
+from app.http.api_key import is_protected
 
+# The two ways to send the key, as the document declares them (app.http.api_key checks them).
+BEARER = HTTPBearer(auto_error=False, description="API key as a bearer token")
+KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key header")
 SECURITY_SCHEMES = {"HTTPBearer": BEARER, "APIKeyHeader": KEY_HEADER}
 
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -39,7 +43,7 @@ def describe_settings(schema: dict[str, Any], settings: Settings) -> dict[str, A
         for op in _operations(schema):
             op.get("responses", {}).pop("401", None)
         return schema
-    # The key is checked by path (app.http.security): the document says so for the same paths.
+    # The key is checked by path (app.http.api_key): the document says so for the same paths.
     for path, op in _paths_and_operations(schema):
         if is_protected(path):
             op["security"] = [{name: []} for name in SECURITY_SCHEMES]

@@ -25,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import ApiError
+from app.protocol.answers import Answer
+from app.serving.pipeline import Job, Pipeline
+from model.images.silhouette import NATIVE_SIZE
+
 PREFIX = "/v2"  # where the protocol's routes live
 HEADER_LENGTH = "Inference-Header-Content-Length"
 IMAGE, PIXELS = "image", "pixels"
@@ -283,3 +288,29 @@ def encode_infer(
     answer["outputs"] = outputs
     head = json.dumps(answer, separators=(",", ":")).encode()
     return (head + b"".join(chunks), len(head)) if chunks else (head, None)
+
+
+async def infer(
+    body: bytes, header_length: str | None, pipeline: Pipeline, name: str, start: float
+) -> Answer:
+    """An inference request's body read, its images or pixels run through the pipeline, and
+    the response encoded (binary when an output asks for it)."""
+    try:
+        request = parse_infer(body, header_length, NATIVE_SIZE)
+    except OipError as exc:
+        raise ApiError(400, str(exc)) from None
+    if isinstance(request.data, list):
+        files = [(f"element {i} of input 'image'", d) for i, d in enumerate(request.data)]
+        job = Job(files, named=True)
+    else:
+        job = Job(pixels=list(request.data))
+    outcome = await pipeline.run(job)
+    ckpt = pipeline.engine.ckpt
+    encoded, json_length = encode_infer(
+        request, name, ckpt.short_hash, outcome.result.probs, ckpt.class_names
+    )
+    if json_length is None:
+        return Answer(encoded, outcome.stages)
+    return Answer(
+        encoded, outcome.stages, "application/octet-stream", {HEADER_LENGTH: str(json_length)}
+    )

@@ -16,8 +16,8 @@ import numpy as np
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.metrics import Metrics
 from app.serving.admission import QueueFullError, ShuttingDownError
+from app.serving.onnx_runner import build_runner
 from app.serving.runner import ModelOptions, Scores
-from app.serving.runtime import build_runner
 from model.images.silhouette import NATIVE_SIZE
 from model.network.checkpoint_info import CheckpointInfo
 

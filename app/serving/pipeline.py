@@ -1,22 +1,19 @@
-"""The stages every prediction route shares, whatever its wire format: the body read under a
-deadline, decoding under one admission, batched inference, per-stage seconds.
+"""The stages every prediction shares, whatever its wire format: decode -> batch -> predict.
 
-/predict (multipart) and the Open Inference Protocol routes differ only in how they read a
-request and write an answer; both come here in between, so limits, batching and errors agree.
+A route's protocol (app.protocol) turns a request into a Job; `Pipeline.run` decodes its uploads
+under one admission, hands the images to the batching engine, and returns an Outcome with the
+per-stage seconds; the protocol then encodes the answer. /predict and the Open Inference Protocol
+differ only at either end, so limits, batching and errors agree.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
-from fastapi import Request
 
-from app.config import Settings
 from app.errors import ApiError, echo
 from app.serving.admission import Admission, EngineUnavailableError
 from app.serving.decode import Decoder, DecoderUnavailableError, Prepared
@@ -24,62 +21,44 @@ from app.serving.engine import InferenceEngine, Result
 from model.images.decode import ImageError
 from model.network import saliency
 
-# Framing a body may carry on top of its images: multipart headers, an inference request's JSON.
-BODY_SLACK = 64 * 1024
-
-
-class Deadline:
-    """A request's two deadlines on one timer: its body within BODY_TIMEOUT_S (408), then its
-    answer within REQUEST_TIMEOUT_S: decoding, queueing and inference together (504).
-
-    One asyncio.timeout rescheduled rather than two: each costs ~8 us, a few per cent of a small
-    request's CPU at c=32."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.body_s, self.answer_s = settings.body_timeout_s, settings.request_timeout_s
-        self.receiving = True
-        self._timer = asyncio.timeout(self.body_s)
-
-    async def __aenter__(self) -> Deadline:
-        await self._timer.__aenter__()
-        return self
-
-    def body_received(self) -> None:
-        self.receiving = False
-        self._timer.reschedule(asyncio.get_running_loop().time() + self.answer_s)
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        try:
-            await self._timer.__aexit__(*exc_info)
-        except TimeoutError:
-            if self.receiving:
-                raise ApiError(
-                    408,
-                    f"the request body did not arrive within {self.body_s:g} s",
-                    {"Connection": "close"},
-                ) from None
-            raise ApiError(
-                504, f"no result within the request timeout of {self.answer_s:g} s"
-            ) from None
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, stopping with 413 as soon as it passes the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
 
 def too_many_images(limit: int) -> ApiError:
     """The answer to a request of more images than the limit, however it sent them."""
     return ApiError(422, f"more than {limit} images sent; the limit is {limit}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a request asks of the pipeline: uploads (name, bytes) to decode, or ready (28, 28)
+    uint8 pixels; with `named`, an image error names its upload; with `explain`, each image's
+    occlusion saliency too."""
+
+    uploads: Sequence[tuple[str | None, bytes]] = ()
+    pixels: Sequence[np.ndarray] | None = None
+    named: bool = False
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A job's answer: each upload's Prepared image (none for pixels), the network's Result, the
+    saliency maps when asked for, and the seconds of each stage."""
+
+    prepared: list[Prepared]
+    result: Result
+    maps: list[np.ndarray] | None = None
+
+    @property
+    def stages(self) -> dict[str, float]:
+        """Seconds per stage (decode and preprocess summed over the images)."""
+        seconds = {"queue": self.result.queue_s, "inference": self.result.inference_s}
+        if not self.prepared:
+            return seconds
+        return {
+            "decode": sum(p.decode_s for p in self.prepared),
+            "preprocess": sum(p.preprocess_s for p in self.prepared),
+            **seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -117,6 +96,14 @@ class Pipeline:
                 raise
             # Name the file; the same error type keeps the status it maps to.
             raise type(exc)(f"{echo(name) or 'image'}: {exc}") from exc
+
+    async def run(self, job: Job) -> Outcome:
+        """decode -> batch -> predict, under one admission; the caller's Deadline bounds it."""
+        if job.pixels is not None:
+            return Outcome([], await self.classify_pixels(job.pixels))
+        if job.explain:
+            return Outcome(*await self.classify_explained(job.uploads, job.named))
+        return Outcome(*await self.classify(job.uploads, job.named))
 
     async def classify(
         self, uploads: Sequence[tuple[str | None, bytes]], named: bool = False
@@ -159,13 +146,3 @@ class Pipeline:
         self.check_count(len(images))
         with self.admitted(len(images)):
             return await self.engine.infer(images)
-
-
-def stages(prepared: Sequence[Prepared], result: Result) -> dict[str, float]:
-    """Seconds per stage of one request (decode and preprocess summed over its images)."""
-    return {
-        "decode": sum(p.decode_s for p in prepared),
-        "preprocess": sum(p.preprocess_s for p in prepared),
-        "queue": result.queue_s,
-        "inference": result.inference_s,
-    }

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from fastapi import APIRouter, Query
 
 from app.http.deps import ServicesDep
+from app.http.error_docs import responses
 from app.protocol.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
 from model.network.checkpoint_info import ARCHITECTURE
 from model.network.shapes import MAX_INPUT, MIN_INPUT, layer_rows, resnet18_layers
 
 router = APIRouter(prefix="/model", tags=["model"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "API key missing or wrong (when API_KEY is set)"},
-    422: {"model": ErrorResponse, "description": "bad parameter"},
-    503: {"model": ErrorResponse, "description": "model not loaded yet"},
-}
+ERRORS = responses(
+    ErrorResponse,
+    401,
+    422,
+    503,
+    s401="API key missing or wrong (when API_KEY is set)",
+    s422="bad parameter",
+    s503="model not loaded yet",
+)
 
 
 # Shapes and counts do not depend on the weights: they are worked out by arithmetic

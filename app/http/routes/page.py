@@ -1,7 +1,7 @@
 """GET /: the page for people, a static bundle (app/http/page) that calls /predict?explain=true.
 
 Served from the package itself: no CDN, works offline and from a read-only root. Its
-Content-Security-Policy comes with every answer under these paths (app.http.security)."""
+Content-Security-Policy comes with every answer under these paths (app.http.api_key)."""
 
 from __future__ import annotations
 

@@ -15,14 +15,15 @@ from fastapi import APIRouter, Request, Response
 from app.config import Settings
 from app.errors import ApiError, echo
 from app.http.deps import Services, ServicesDep
+from app.http.error_docs import v2_responses
+from app.http.flow import serve
+from app.protocol.answers import Answer
 from app.protocol.oip import (
     HEADER_LENGTH,
     PREFIX,
-    OipError,
-    encode_infer,
+    infer,
     input_spec,
     output_spec,
-    parse_infer,
 )
 from app.protocol.schemas import (
     V2Error,
@@ -34,8 +35,8 @@ from app.protocol.schemas import (
     V2Ready,
     V2ServerMetadata,
 )
+from app.protocol.uploads import BODY_SLACK
 from app.serving.engine import InferenceEngine
-from app.serving.pipeline import BODY_SLACK, Deadline, read_body, stages
 from model.images.silhouette import NATIVE_SIZE
 from model.network.checkpoint_info import CheckpointInfo
 
@@ -43,21 +44,6 @@ TAG = "open inference protocol (v2)"
 router = APIRouter(prefix=PREFIX, tags=[TAG])
 SERVER_NAME = "fashion-resnet"
 EXTENSIONS = ["binary_tensor_data"]
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "malformed request: JSON, shape, datatype or binary data (the message says which)",
-        401: "API key missing or wrong (only when API_KEY is set)",
-        404: "no such model or version",
-        408: "the body did not arrive within BODY_TIMEOUT_S",
-        413: "body or image dimensions over the limit",
-        415: "an element of 'image' is not an image the service reads",
-        422: "an element of 'image' is a corrupt image",
-        503: "queue full or model not loaded (see Retry-After)",
-        504: "no result within the request timeout",
-    }
-    return {c: {"model": V2Error, "description": text[c]} for c in codes}
 
 
 def served_name(settings: Settings, ckpt: CheckpointInfo) -> str:
@@ -111,30 +97,13 @@ async def _metadata(services: Services, name: str, version: str | None) -> V2Mod
 
 async def _infer(request: Request, services: Services) -> Response:
     name, version = request.path_params["model_name"], request.path_params.get("model_version")
-    engine = _model(services, name, version)
-    pipeline, settings = services.pipeline, services.settings
-    async with Deadline(settings) as deadline:
-        body = await read_body(request, settings.max_upload_bytes + BODY_SLACK)
-        try:
-            req = parse_infer(body, request.headers.get(HEADER_LENGTH), NATIVE_SIZE)
-        except OipError as exc:
-            raise ApiError(400, str(exc)) from None
-        deadline.body_received()
-        if isinstance(req.data, list):
-            uploads = [(f"element {i} of input 'image'", d) for i, d in enumerate(req.data)]
-            prepared, result = await pipeline.classify(uploads, named=True)
-            services.metrics.observe_stages(**stages(prepared, result))
-        else:
-            result = await pipeline.classify_pixels(list(req.data))
-            services.metrics.observe_stages(queue=result.queue_s, inference=result.inference_s)
-    body, json_length = encode_infer(
-        req, name, engine.ckpt.short_hash, result.probs, engine.ckpt.class_names
-    )
-    if json_length is None:
-        return Response(body, media_type="application/json")
-    return Response(
-        body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)}
-    )
+    _model(services, name, version)
+    pipeline, header_length = services.pipeline, request.headers.get(HEADER_LENGTH)
+
+    async def exchange(body: bytes, start: float) -> Answer:
+        return await infer(body, header_length, pipeline, name, start)
+
+    return await serve(request, services, services.settings.max_upload_bytes + BODY_SLACK, exchange)
 
 
 def _path_parameters(*names: str) -> list[dict[str, Any]]:
@@ -176,13 +145,13 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         }
     },
-    **_errors(400, 401, 404, 408, 413, 415, 422, 503, 504),
+    **v2_responses(V2Error, 400, 401, 404, 408, 413, 415, 422, 503, 504),
 }
 METADATA = {
     "response_model": V2ModelMetadata,
-    "responses": _errors(401, 404, 503),
+    "responses": v2_responses(V2Error, 401, 404, 503),
 }
-READY = {"response_model": V2ModelReady, "responses": _errors(400, 404)}
+READY = {"response_model": V2ModelReady, "responses": v2_responses(V2Error, 400, 404)}
 INFER = {"response_model": V2InferenceResponse, "responses": INFER_RESPONSES}
 MODEL, VERSION = "/models/{model_name}", "/models/{model_name}/versions/{model_version}"
 
@@ -226,7 +195,10 @@ async def server_live() -> V2Live:
 
 
 @router.get(
-    "/health/ready", response_model=V2Ready, responses=_errors(400), summary="Server readiness"
+    "/health/ready",
+    response_model=V2Ready,
+    responses=v2_responses(V2Error, 400),
+    summary="Server readiness",
 )
 async def server_ready(services: ServicesDep) -> V2Ready:
     """200 once the model is loaded and warmed up; 400 before (the protocol's 4xx for false)."""

@@ -20,7 +20,7 @@ from model.images.silhouette import NATIVE_SIZE
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT, CheckpointInfo, graph_file
 from model.network.graphs import graph_key_of, session
 
-log = logging.getLogger("app.serving.runtime")
+log = logging.getLogger("app.serving.onnx_runner")
 
 # CPU features with 8-bit dot products, where ONNX Runtime's INT8 kernels beat float32
 # (1.6-1.8x here, AVX-512 VNNI); without them INT8 can be slower than float32.

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from app.config import default_inference_threads
-from app.serving import runtime
+from app.serving import onnx_runner
+from app.serving.onnx_runner import build_runner, choose_cpu_precision
 from app.serving.runner import ModelOptions
-from app.serving.runtime import build_runner, choose_cpu_precision
 from model.data.fashion_mnist import Split, load_split
 from model.export import ACCURACY_DROP_MAX, AGREEMENT_MIN
 from model.images.silhouette import to_model_input
@@ -151,7 +151,7 @@ def test_int8_is_refused_without_a_passed_check(tmp_path: Path) -> None:
 def test_auto_precision_follows_the_cpu(
     shipped: Checkpoint, monkeypatch: pytest.MonkeyPatch, flags: set[str], precision: str, why: str
 ) -> None:
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(onnx_runner, "cpu_flags", lambda: frozenset(flags))
     got, reason = choose_cpu_precision("auto", shipped)
     assert got == precision and why in reason, reason
 
@@ -198,8 +198,8 @@ def test_without_vnni_int8_serves_only_when_nothing_else_can(
     path = copy_checkpoint(SHIPPED_CHECKPOINT, tmp_path / "c")
     if graph_here:
         graph_file(path).write_bytes(graph_file(SHIPPED_CHECKPOINT).read_bytes())
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
-    monkeypatch.setattr(runtime, "installed", lambda package: torch_here or package != "torch")
+    monkeypatch.setattr(onnx_runner, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(onnx_runner, "installed", lambda package: torch_here or package != "torch")
     precision, why = choose_cpu_precision("auto", read_checkpoint_info(path))
     assert precision == expected, why
     assert ("no torch" in why) == (expected == "int8"), why
