@@ -9,7 +9,7 @@ PORT ?= 8000
 DEPLOY_VENV := .venv-deploy
 CHECKOV := $(DEPLOY_VENV)/bin/checkov
 
-.PHONY: install serve test bench lint format manifests train-quick screenshot
+.PHONY: install serve test test-fast bench lint format manifests train-quick screenshot
 
 # Serving on a CPU needs no torch: ONNX Runtime runs the INT8 graph shipped beside the
 # checkpoint (ready 13 s after a fresh clone here, 390 MB). With an NVIDIA GPU, serving takes the
@@ -46,6 +46,11 @@ train-quick: $(STAMP)
 
 test: $(STAMP) lint manifests
 	$(BIN)/python -m pytest
+
+# The tier to rerun after every change: no browser, wrk flood, restart, training run or whole
+# test set (the tests marked slow; pytest's summary names them).
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow" --durations=5
 
 # README's picture of the page, taken by its browser test in headless Chromium.
 screenshot: $(STAMP)

@@ -108,3 +108,18 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+_left_out: list[pytest.Item] = []
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _left_out.extend(i for i in items if i.get_closest_marker("slow"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the slow tests a `-m "not slow"` run left out: `make test` runs them."""
+    if _left_out:
+        terminalreporter.section(f"{len(_left_out)} slow tests left out (make test runs them)")
+        for item in _left_out:
+            terminalreporter.write_line(item.nodeid)

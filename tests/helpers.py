@@ -12,10 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from PIL import Image
 from app.config import Settings
 from benchmarks._net import free_port, wait_until_ready
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 # Labelled photos beside the checkout (CI has them; a user's clone has not): tests that need
 # them skip, saying so, when they are absent. The variables point elsewhere.
@@ -114,6 +117,17 @@ def object_photo(dark_on_light: bool, size: tuple[int, int] = (120, 200)) -> np.
     a = np.full((h, w), bg, dtype=np.uint8)
     a[50:150, 20:60] = fg
     return a
+
+
+def poll(probe: Callable[[], T], seconds: float = 60.0, every: float = 0.01) -> T:
+    """probe()'s first truthy value, asked every `every` seconds; fails after `seconds` (a
+    condition waited for, not a sleep standing in for it)."""
+    deadline = time.monotonic() + seconds
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds:g} s")
+        time.sleep(every)
+    return value
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:

@@ -12,9 +12,18 @@ from pathlib import Path
 import pytest
 
 from benchmarks import hostile
-from tests.helpers import served
+from tests.helpers import poll, served
+
+pytestmark = pytest.mark.slow  # real server processes under hostile clients and signals
 
 PHOTO = hostile.sample_photo()
+
+
+def _gauge(url: str, name: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    return next(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+    )
 
 
 def _metric(url: str, status: str) -> float:
@@ -79,13 +88,15 @@ def test_overload_answers_200_503_or_504_within_the_timeout(
 def test_a_flood_of_connections_opened_at_once_waits_no_seconds(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """wrk's 256 connections, opened at once, posting a photo: the slowest answer comes within
-    a second (under uvloop, which accepted one connection per loop turn, the last waited 4 s)."""
+    """wrk's 256 connections, opened at once, posting a photo: no connection waits seconds to
+    be accepted (under uvloop, which accepted one connection per loop turn, the last waited
+    4-6 s). The bound leaves room for a busy machine; the latencies themselves are
+    benchmarks/hostile.py's."""
     env = {"QUEUE_SIZE": "8", "REQUEST_TIMEOUT_S": "0.5"}
     with served(tiny_checkpoint, tmp_path / "log", **env) as server:
         report = hostile.wrk_flood(server.url, hostile.multipart(PHOTO), clients=256, seconds=3)
     assert set(report["statuses"]) <= {"200", "503", "504"}, report
-    assert report["slowest_ms"] <= 1000, report
+    assert report["slowest_ms"] <= 2500, report
 
 
 def test_sigterm_with_drain_says_not_ready_but_serves_then_exits(
@@ -97,8 +108,7 @@ def test_sigterm_with_drain_says_not_ready_but_serves_then_exits(
         request = hostile.post_request(server.url, hostile.multipart(PHOTO))
         sent = time.monotonic()
         server.proc.terminate()
-        time.sleep(0.3)
-        assert hostile.get_status(server.url, "/health/ready") == 503
+        poll(lambda: hostile.get_status(server.url, "/health/ready") == 503, seconds=10)
         assert hostile.get_status(server.url, "/health/live") == 200
         assert hostile.post_status(server.url, request) == 200
         server.proc.wait(timeout=30)
@@ -110,7 +120,7 @@ def test_sigterm_with_drain_says_not_ready_but_serves_then_exits(
 def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    env = {"SHUTDOWN_TIMEOUT_S": "2", "BODY_TIMEOUT_S": "60", "MAX_WAIT_MS": "300"}
+    env = {"SHUTDOWN_TIMEOUT_S": "5", "BODY_TIMEOUT_S": "60", "MAX_WAIT_MS": "1000"}
     with served(tiny_checkpoint, tmp_path / "log", **env) as server:
         request = hostile.post_request(server.url, hostile.multipart(PHOTO))
         straggler = threading.Thread(
@@ -118,16 +128,17 @@ def test_sigterm_finishes_in_flight_requests_then_cuts_stragglers(
         )
         straggler.start()
         with ThreadPoolExecutor(16) as pool:
-            # Sixteen requests wait out the 300 ms batching window when SIGTERM comes.
-            answers = [pool.submit(hostile.post_status, server.url, request, 10) for _ in range(16)]
-            time.sleep(0.15)
+            # Sixteen requests wait out the 1 s batching window when SIGTERM comes.
+            answers = [pool.submit(hostile.post_status, server.url, request, 30) for _ in range(16)]
+            poll(lambda: _gauge(server.url, "fashion_queue_depth") >= 16, seconds=30, every=0.005)
             sent = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             statuses = [a.result() for a in answers]
         server.proc.wait(timeout=15)
         exited_after = time.monotonic() - sent
     assert statuses == [200] * 16
-    assert exited_after < 2 + 2.5, exited_after  # the deadline, then lifespan shutdown
+    # The straggler is cut at the deadline, not waited for (its body would take 30 s).
+    assert exited_after < 5 + 10, exited_after
 
 
 def test_a_burst_of_40_megapixel_pngs_adds_under_300_mb(

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
 
 from model.images.decode import decode_image
 from model.images.silhouette import photo_to_fashion_mnist, to_model_input
 from model.network.checkpoint import load_checkpoint
 from tests.helpers import REAL_PHOTOS, ROOT, free_port, needs_real_photos
+
+pytestmark = pytest.mark.slow  # a real server process driven by curl
 
 
 def test_literal_curl_upload(

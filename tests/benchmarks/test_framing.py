@@ -10,6 +10,8 @@ from model.data.fashion_mnist import load_split
 from model.data.renderings import REFERENCE, RENDERINGS
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 
+pytestmark = pytest.mark.slow  # the framing benchmark on real renderings
+
 
 def test_every_rendering_has_a_guard_bar() -> None:
     assert set(GUARD_BARS) == set(RENDERINGS) - {REFERENCE}

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.hostile import histogram_summary, per_status
+
+pytestmark = pytest.mark.slow  # server processes flooded
 
 
 def test_histogram_summary_finds_the_p99_bucket_and_the_slowest() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks.rolling_restart import loopback, rolling_restart
 
+pytestmark = pytest.mark.slow  # HAProxy and 60 s restarts
+
 
 @pytest.mark.skipif(
     not shutil.which("haproxy"), reason="haproxy is not installed (apt-get install haproxy)"

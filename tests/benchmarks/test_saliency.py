@@ -10,6 +10,8 @@ from model.data.fashion_mnist import load_split
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 from model.network.saliency import explain
 
+pytestmark = pytest.mark.slow  # the deletion benchmark
+
 SAMPLE = 200
 
 

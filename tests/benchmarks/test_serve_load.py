@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import ROOT, write_photo_folder
 
+pytestmark = pytest.mark.slow  # wrk against a real server
+
 
 @pytest.mark.parametrize(
     "generator",

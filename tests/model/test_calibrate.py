@@ -20,6 +20,8 @@ from model.network.checkpoint import copy_checkpoint, load_checkpoint
 from model.network.checkpoint_info import read_checkpoint_info
 from tests.helpers import write_photo_folder
 
+pytestmark = pytest.mark.slow  # the calibration CLI
+
 
 def test_fit_temperature_recovers_the_temperature_that_made_the_labels() -> None:
     gen = torch.Generator().manual_seed(0)

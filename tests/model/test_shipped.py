@@ -33,6 +33,8 @@ from tests.helpers import (
     needs_real_photos,
 )
 
+pytestmark = pytest.mark.slow  # the shipped checkpoint on every test image and photo
+
 D2L_BEST_PUBLISHED = 0.918
 
 

@@ -18,6 +18,8 @@ from model.training.config import TrainConfig
 from model.training.sources import build_data
 from tests.helpers import ROOT, TINY_TEST, write_photo_folder
 
+pytestmark = pytest.mark.slow  # training runs
+
 
 def test_cli_writes_a_checkpoint_that_loads_and_evaluates(
     trained_run: Path, tmp_path: Path

@@ -4,6 +4,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # Chromium
+
 
 def test_swagger_try_it_out_upload_returns_200(
     live_server: str, tmp_path: Path, boot_png: bytes, chromium: Any

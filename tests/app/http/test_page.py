@@ -18,6 +18,8 @@ from PIL import Image
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 from tests.helpers import ROOT, bomb_png, served
 
+pytestmark = pytest.mark.slow  # Chromium
+
 PHOTOS = [ROOT / "examples" / "sneakers.jpg", ROOT / "examples" / "boot.jpg"]
 KEY = "page-test-key"
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import ROOT, served
 
+pytestmark = pytest.mark.slow  # schemathesis, a minute a run
+
 KEY = "s3cret-key"
 
 

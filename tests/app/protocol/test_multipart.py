@@ -220,6 +220,7 @@ def _compare(case: tuple[str, bytes]) -> str:
     return "both accept"
 
 
+@pytest.mark.slow  # 10,000+ generated bodies, two minutes
 def test_accepts_nothing_python_multipart_refuses_and_agrees_on_every_part() -> None:
     seen: Counter[str] = Counter()
 

@@ -85,6 +85,7 @@ def test_every_runner_gives_the_plain_models_probabilities_and_garment_score(
     np.testing.assert_allclose(got.garment, garment, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow  # all 10,000 test images
 def test_onnxruntime_top1_equals_torch_on_the_whole_test_set(shipped: Checkpoint) -> None:
     """The condition for ONNX Runtime as the default CPU backend: no prediction changes."""
     test = load_split("test")
@@ -96,6 +97,7 @@ def test_onnxruntime_top1_equals_torch_on_the_whole_test_set(shipped: Checkpoint
         assert np.array_equal(got, expected), f"images {start}-{start + 999}"
 
 
+@pytest.mark.slow  # all 10,000 test images
 def test_int8_keeps_accuracy_and_agrees_with_fp32_on_the_whole_test_set(
     shipped: Checkpoint,
 ) -> None:

