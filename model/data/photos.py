@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,33 +97,51 @@ def read_labels(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def load_photos(folder: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> PhotoSet:
-    """Every photo in folder/labels.csv as model input, from the cache when it is current."""
-    folder = Path(folder)
-    rows = read_labels(folder)
-    digest = hashlib.sha256(f"silhouette-{SILHOUETTE_VERSION}".encode())
+def _cached_images(
+    folder: Path,
+    rows: list[dict[str, str]],
+    name: str,
+    recipe: str,
+    make: Callable[[bytes], np.ndarray],
+    cache_dir: Path | None,
+) -> Tensor:
+    """make(photo bytes) of every row's photo, stacked; cached under cache_dir keyed by the
+    recipe (what make does, and its version) and every photo's name and bytes."""
+    digest = hashlib.sha256(recipe.encode())
     blobs = []
     for row in rows:
         data = (folder / row["file"]).read_bytes()
         digest.update(row["file"].encode() + b"\0" + hashlib.sha256(data).digest())
         blobs.append(data)
-    key = digest.hexdigest()[:16]
-    cache = cache_dir / f"photos-{key}.safetensors" if cache_dir is not None else None
+    cache = cache_dir / f"{name}-{digest.hexdigest()[:16]}.safetensors" if cache_dir else None
     if cache is not None and cache.is_file():
-        images = load_file(str(cache))["images"]
-    else:
-        images = torch.from_numpy(np.stack([silhouette.prepare_photo(data) for data in blobs]))
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            save_file({"images": images}, str(tmp))
-            tmp.replace(cache)
+        return load_file(str(cache))["images"]
+    images = torch.from_numpy(np.stack([make(data) for data in blobs]))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        save_file({"images": images}, str(tmp))
+        tmp.replace(cache)
+    return images
+
+
+def _photo_set(images: Tensor, rows: list[dict[str, str]]) -> PhotoSet:
     return PhotoSet(
         images=images,
         label_sets=torch.stack([parse_classes(r["fashion_mnist_classes"]) for r in rows]),
         folders=tuple(r["folder"] for r in rows),
         files=tuple(r["file"] for r in rows),
     )
+
+
+def load_photos(folder: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> PhotoSet:
+    """Every photo in folder/labels.csv as the silhouette view's input, (N, 28, 28) uint8, from
+    the cache when it is current."""
+    folder = Path(folder)
+    rows = read_labels(folder)
+    recipe = f"silhouette-{SILHOUETTE_VERSION}"
+    images = _cached_images(folder, rows, "photos", recipe, silhouette.prepare_photo, cache_dir)
+    return _photo_set(images, rows)
 
 
 def concat_photos(sets: Sequence[PhotoSet]) -> PhotoSet:
@@ -176,31 +194,14 @@ def load_photo_views(
     folder: str | Path, size: int, channels: int, cache_dir: Path | None = DEFAULT_CACHE_DIR
 ) -> PhotoSet:
     """Every photo in folder/labels.csv as the photo view sees it, (N, channels, size, size)
-    uint8, from the cache when it is current (keyed by the photos' bytes and the view)."""
+    uint8, from the cache when it is current."""
     from model.images.photo_view import photo_view
 
     folder = Path(folder)
     rows = read_labels(folder)
-    digest = hashlib.sha256(f"view-{PHOTO_VIEW_VERSION}-{size}-{channels}".encode())
-    blobs = []
-    for row in rows:
-        data = (folder / row["file"]).read_bytes()
-        digest.update(row["file"].encode() + b"\0" + hashlib.sha256(data).digest())
-        blobs.append(data)
-    cache = cache_dir / f"views-{digest.hexdigest()[:16]}.safetensors" if cache_dir else None
-    if cache is not None and cache.is_file():
-        images = load_file(str(cache))["images"]
-    else:
-        views = [photo_view(decode.decode_image(b), size, channels) for b in blobs]
-        images = torch.from_numpy(np.stack(views))
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            save_file({"images": images}, str(tmp))
-            tmp.replace(cache)
-    return PhotoSet(
-        images=images,
-        label_sets=torch.stack([parse_classes(r["fashion_mnist_classes"]) for r in rows]),
-        folders=tuple(r["folder"] for r in rows),
-        files=tuple(r["file"] for r in rows),
-    )
+    recipe = f"view-{PHOTO_VIEW_VERSION}-{size}-{channels}"
+
+    def make(data: bytes) -> np.ndarray:
+        return photo_view(decode.decode_image(data), size, channels)
+
+    return _photo_set(_cached_images(folder, rows, "views", recipe, make, cache_dir), rows)

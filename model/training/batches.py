@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from model.data.fashion_mnist import MEAN, STD, Split
 from model.images.silhouette import to_model_input
+from model.training.augment import random_affine, uniform
 
 
 @dataclass(frozen=True)
@@ -118,27 +119,13 @@ class PhotoLike:
         )
 
 
-def _uniform(lo: float, hi: float, n: int, gen: torch.Generator, dev: torch.device) -> Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=gen, device=dev)
-
-
 def photo_like(images: Tensor, p: PhotoLike, gen: torch.Generator) -> Tensor:
     """Apply p to a (B, 28, 28) uint8 batch; returns uint8, as serving's input is."""
     b, h, w = images.shape
     dev = images.device
     x = images.unsqueeze(1).float() / 255.0
     # Geometry: one affine map per image, zeros (black, the background) outside.
-    scale = _uniform(*p.scale, b, gen, dev)
-    stretch = _uniform(-p.aspect, p.aspect, b, gen, dev).exp()
-    angle = _uniform(-p.degrees, p.degrees, b, gen, dev) * (math.pi / 180)
-    sx, sy = 1 / (scale * stretch), stretch / scale
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    tx, ty = (_uniform(-p.shift, p.shift, b, gen, dev) * 2 for _ in range(2))
-    theta = torch.stack(
-        [torch.stack([sx * cos, -sx * sin, tx], 1), torch.stack([sy * sin, sy * cos, ty], 1)], 1
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = random_affine(x, p.scale, p.aspect, p.degrees, p.shift, gen, "zeros")
     rows = torch.arange(h, device=dev).view(1, h, 1)
     cols = torch.arange(w, device=dev).view(1, 1, w)
     if p.erase > 0:  # occlusion: a black rectangle anywhere
@@ -157,19 +144,19 @@ def photo_like(images: Tensor, p: PhotoLike, gen: torch.Generator) -> Tensor:
         r0 = torch.where(side == 0, 0, torch.where(side == 1, h - size[:, 0], r0))
         c0 = torch.where(side == 2, 0, torch.where(side == 3, w - size[:, 1], c0))
         box = (rows >= r0) & (rows < r0 + size[:, 0]) & (cols >= c0) & (cols < c0 + size[:, 1])
-        level = _uniform(0.15, 0.6, b, gen, dev).view(b, 1, 1) * patch.view(b, 1, 1)
+        level = uniform(0.15, 0.6, b, gen, dev).view(b, 1, 1) * patch.view(b, 1, 1)
         x = torch.maximum(x, (box * level).unsqueeze(1))
     # Tone: contrast, then gamma.
-    x = x * _uniform(*p.contrast, b, gen, dev).view(b, 1, 1, 1)
-    x = x.clamp(0, 1) ** _uniform(*p.gamma, b, gen, dev).view(b, 1, 1, 1)
+    x = x * uniform(*p.contrast, b, gen, dev).view(b, 1, 1, 1)
+    x = x.clamp(0, 1) ** uniform(*p.gamma, b, gen, dev).view(b, 1, 1, 1)
     # Blur: mix each image with its 3x3 binomial blur.
     kernel = torch.tensor([1.0, 2.0, 1.0], device=dev)
     kernel = (kernel[:, None] * kernel[None, :] / 16).view(1, 1, 3, 3)
     blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel)
-    amount = _uniform(0, 1, b, gen, dev) * (torch.rand(b, generator=gen, device=dev) < p.blur)
+    amount = uniform(0, 1, b, gen, dev) * (torch.rand(b, generator=gen, device=dev) < p.blur)
     x = torch.lerp(x, blurred, amount.view(b, 1, 1, 1))
     # Noise.
-    sigma = _uniform(0, p.noise, b, gen, dev).view(b, 1, 1, 1)
+    sigma = uniform(0, p.noise, b, gen, dev).view(b, 1, 1, 1)
     x = x + sigma * torch.randn(x.shape, generator=gen, device=dev)
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).squeeze(1)
 

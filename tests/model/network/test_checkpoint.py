@@ -1,5 +1,6 @@
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,23 +54,27 @@ def test_tampered_weights_fail_the_hash(tiny_checkpoint: Path, tmp_path: Path) -
         load_checkpoint(path)
 
 
-def test_wrong_architecture_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
-    meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text())
-    meta["architecture"] = "resnet50"
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="architecture 'resnet50'"):
-        load_checkpoint(path)
-
-
-def test_wrong_shapes_are_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
-    meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text())
+def _five_classes(meta: dict) -> None:
     meta["num_classes"], meta["class_names"] = 5, meta["class_names"][:5]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: meta.update(architecture="resnet50"), "architecture 'resnet50'"),
+        (_five_classes, r"wrong tensor shapes: \['7.weight"),
+    ],
+    ids=["architecture", "shapes"],
+)
+def test_metadata_that_does_not_fit_the_weights_is_named(
+    tiny_checkpoint: Path, tmp_path: Path, change: Callable[[dict], None], message: str
+) -> None:
+    path = copy_checkpoint(tiny_checkpoint, tmp_path / "copy")
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    change(meta)
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"wrong tensor shapes: \['7.weight"):
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
 
