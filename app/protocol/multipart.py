@@ -1,12 +1,12 @@
 """multipart/form-data for a body already in memory: bytes.find instead of a streaming parser.
 
 The service reads the whole (size-limited) body before parsing, so splitting it at the boundary
-is enough. Measured on a 187-byte upload (AVX-512 EPYC): 7.0 us, against 8.5 us for
-python-multipart's own parser driving bare callbacks and more for Starlette's form parser on top.
+is enough, and faster than python-multipart's parser (docs/reliability.md, the multipart
+parser).
 
 It never accepts what python-multipart (the library Starlette uses) refuses, and where both
-accept they find the same parts: tests/app/test_multipart.py checks that on 10,000+ generated
-bodies. Where the two grammars differ in an edge (a preamble, transport padding, a delimiter
+accept they find the same parts: tests/app/protocol/test_multipart.py checks that on 10,000+
+generated bodies. Where the two grammars differ in an edge (a preamble, transport padding, a delimiter
 followed by a lone CR or '-'), this parser refuses.
 """
 

@@ -49,11 +49,9 @@ with contextlib.suppress(OSError, AttributeError):
     _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     _LIBC.malloc_trim  # noqa: B018  (glibc only: elsewhere the attribute lookup fails)
 
-# Photos that decode to at most this many pixels (a product JPEG after its draft: 400x534 decodes
-# at 100x134) are decoded and preprocessed on the event loop, in about 0.3 ms. A thread pool
-# would run them no faster: the analysis is numpy on small arrays, which holds the GIL, and the
-# loop then waits for it (400x534 JPEG at c=32: 850-907 req/s through 2 threads, 1,060-1,220
-# inline, 2-core EPYC). Larger images go to the threads, so one never stalls the loop for long.
+# Photos that decode to at most this many pixels (a 400x534 JPEG decodes at 100x134) are
+# prepared on the event loop: their analysis is numpy on small arrays that holds the GIL, so a
+# thread would run it no faster (docs/performance.md, the photo path). Larger ones go to threads.
 INLINE_MAX_PIXELS = 160 * 160
 # Up to this size (a Fashion-MNIST image, a thumbnail) decoding takes about 0.05 ms, less than a
 # hand-over to a decoding process: always on the loop.
@@ -74,10 +72,9 @@ class Prepared:
 def _lower_thread_priority() -> None:
     """Run this thread at a lower CPU priority than the event loop (Linux nice is per thread).
 
-    A 40 MP PNG takes 0.34 s of CPU to decode; on busy cores the loop must still answer
-    /health/live and parse requests promptly (a soak run saw a 103 ms health check while four
-    decoded; 63 ms with this). Only large images: every decode thread at nice 5 cost 6 % of the
-    photo throughput at c=32 (250 vs 266 req/s)."""
+    A 40 MP PNG takes 0.34 s of CPU to decode, and the loop must still answer health checks
+    promptly; only large images, since nice 5 costs small ones throughput (docs/reliability.md,
+    the large-image fix)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LARGE_NICENESS)
 
@@ -116,12 +113,11 @@ class _Upload:
 class DecodeProcess:
     """A process (app.serving.photo_worker) that prepares small photos, with its own GIL.
 
-    On the loop a 400x534 JPEG takes about 0.45 ms, mostly numpy calls on small arrays that
-    hold the GIL, so under load the loop was the bottleneck (1,200 photos/s at c=32 against 3,000
-    Fashion-MNIST PNGs/s). Here the loop only writes the upload to a pipe and reads 784 pixels
-    back: no threads, no pickling (a ProcessPoolExecutor's feeder and manager threads cost more
-    than they saved: 1,040 photos/s). Answers come back in order, so a FIFO matches them. Until
-    the process has answered its first photo everything stays on the loop.
+    A photo's analysis holds the GIL, so under load the loop would be the bottleneck; here the
+    loop only writes the upload to a pipe and reads 784 pixels back: no threads, no pickling (a
+    ProcessPoolExecutor's helper threads cost more than they save; docs/performance.md, the photo
+    path). Answers come back in order, so a FIFO matches them. Until the process has answered its
+    first photo everything stays on the loop.
 
     If it dies (a decoder crash, the OOM killer, a kill -9), a new one starts and every photo it
     held goes to the new one: the one it was decoding (the FIFO's head) with a strike against

@@ -31,9 +31,7 @@ NOT_AN_IMAGE = (
 )
 DEFAULT_MAX_PIXELS = 40_000_000
 # Photos are analysed at most this large: background, levels and crop need no more detail for a
-# 28x28 result. 256 -> 128 px took photo preprocessing from 8.4 to 1.9 ms (300x300 JPEG); 128 ->
-# 96 px from 0.76 to 0.48 ms (400x534 JPEG, AVX-512 EPYC), which pays for the border decision,
-# and scored the same or better on the framing benchmark (floor 0.915 -> 0.947 of the plain PNG).
+# 28x28 result, and it scores as well as 128 px at two thirds of the cost (docs/model.md).
 WORKING_SIZE = 96
 REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 
