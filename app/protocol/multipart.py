@@ -6,8 +6,8 @@ parser).
 
 It never accepts what python-multipart (the library Starlette uses) refuses, and where both
 accept they find the same parts: tests/app/protocol/test_multipart.py checks that on 10,000+
-generated bodies. Where the two grammars differ in an edge (a preamble, transport padding, a delimiter
-followed by a lone CR or '-'), this parser refuses.
+generated bodies. Where the two grammars differ in an edge (a preamble, transport padding, a
+delimiter followed by a lone CR or '-'), this parser refuses.
 """
 
 from __future__ import annotations
