@@ -1,18 +1,15 @@
-"""Fashion-MNIST in memory: idx files to uint8 tensors, batched augmentation and resizing."""
+"""Fashion-MNIST in memory: the idx files found (or downloaded) and read into uint8 tensors."""
 
 from __future__ import annotations
 
 import gzip
 import math
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
-
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",

@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from model.data.fashion_mnist import CLASS_NAMES, DEFAULT_CACHE_DIR
 from model.images import decode, silhouette
 from model.images.silhouette import SILHOUETTE_VERSION
-from model.data.fashion_mnist import CLASS_NAMES, DEFAULT_CACHE_DIR
 from model.training.loss import in_set
 
 # Where the photos are beside a checkout of this repository (CI and development machines).

@@ -8,13 +8,10 @@ from model.data.fashion_mnist import (
     CLASS_NAMES,
     FILES,
     DataNotFoundError,
-    Split,
     find_data_dir,
     load_split,
     read_idx,
 )
-from model.images.silhouette import to_model_input
-from model.training.batches import Augment, BatchLoader, augment
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:
@@ -71,9 +68,3 @@ def test_truncated_idx_is_rejected(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(data))
     with pytest.raises(ValueError, match="truncated"):
         read_idx(path)
-
-
-
-
-
-
