@@ -61,6 +61,7 @@ def prediction(probs: list[float], garment: float, ckpt: CheckpointInfo, top_k: 
         "class_id": top[0].class_id,
         "confidence": top[0].probability,
         "none_of_the_classes": threshold is not None and garment < threshold,
+        "garment_score": round(float(garment), 6),
         "top_k": top,
     }
 

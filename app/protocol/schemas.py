@@ -55,6 +55,13 @@ class Prediction(BaseModel):
         "classes (a hat, shorts, a skirt, not clothing). Always false for a checkpoint without "
         "calibration.",
     )
+    garment_score: float = Field(
+        examples=[0.98],
+        description="the score behind none_of_the_classes, in [0, 1]: how sure the checkpoint's "
+        "garment head is that the photo shows one of the classes (without a head, the top "
+        "class's probability). The flag is this below the checkpoint's calibrated threshold; "
+        "choose another threshold here for another operating point.",
+    )
     top_k: list[ClassScore]
     # With explain=true only; absent otherwise.
     network_input: str | None = Field(

@@ -1,5 +1,6 @@
 import base64
 import io
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +23,8 @@ def test_predict_multipart_answers_every_field(client: TestClient, boot_png: byt
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {
-        "label", "class_id", "confidence", "none_of_the_classes", "top_k", "model", "device",
-        "timing_ms",
+        "label", "class_id", "confidence", "none_of_the_classes", "garment_score", "top_k",
+        "model", "device", "timing_ms",
     }  # fmt: skip
     assert len(body["top_k"]) == 3
     probs = [t["probability"] for t in body["top_k"]]
@@ -247,6 +248,23 @@ def test_none_of_the_classes_flag(
     assert one.status_code == batch.status_code == 200
     assert one.json()["none_of_the_classes"] is flagged
     assert batch.json()["results"][0]["none_of_the_classes"] is flagged
+    # The score behind the flag, the same in both routes: the head's, else the top probability.
+    score = one.json()["garment_score"]
+    assert batch.json()["results"][0]["garment_score"] == score
+    if head_bias is not None:
+        assert score == pytest.approx(1 / (1 + math.exp(-head_bias)), abs=1e-6)
+    else:
+        assert score == one.json()["confidence"]
+    if threshold is not None:
+        assert (score < threshold) is flagged
+
+
+def test_openapi_declares_the_garment_score(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("PredictResponse", "BatchItem"):
+        field = schemas[name]["properties"]["garment_score"]
+        assert field["type"] == "number" and "none_of_the_classes" in field["description"]
+        assert "garment_score" in schemas[name]["required"]
 
 
 def test_the_checkpoint_temperature_is_applied(
