@@ -75,6 +75,7 @@ def test_a_broken_manifest_is_a_finding(
     assert any(finding in f for f in findings), findings
 
 
+@pytest.mark.slow  # checkov scans every rendering, 3-4 s each
 @needs_checkov
 @pytest.mark.parametrize(
     ("old", "new"),
