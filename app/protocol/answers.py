@@ -22,12 +22,10 @@ from app.protocol.schemas import (
     PredictResponse,
     Timing,
 )
-from app.protocol.uploads import uploads
+from app.protocol.uploads import Upload, uploads
 from app.serving.decode import Prepared
 from app.serving.pipeline import Job, Outcome, Pipeline
 from model.network.checkpoint_info import CheckpointInfo
-
-Upload = tuple[str | None, bytes]
 
 
 @dataclass(frozen=True)
