@@ -73,9 +73,10 @@ def boot_png(test_images: Split) -> bytes:
     return png_bytes(test_images.images[0].numpy())
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
-    """A started app (lifespan run, model warmed up) on the random-weight checkpoint."""
+    """A started app (lifespan run, model warmed up) on the random-weight checkpoint, shared by
+    a module's tests (one start costs 0.35 s); a test that changes the app builds its own."""
     with TestClient(create_app(make_settings(tiny_checkpoint))) as c:
         yield c
 

@@ -10,7 +10,7 @@ from tests.helpers import make_settings
 KEY = "s3cret-key"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def locked(tiny_checkpoint: Path) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings(tiny_checkpoint, api_key=KEY))) as c:
         yield c
