@@ -30,7 +30,7 @@ from model.data.photos import (
     validation_split,
 )
 from model.images.decode import decode_image
-from model.images.photo_view import photo_view
+from model.images.photo_view import framed_view
 from model.images.silhouette import photo_to_fashion_mnist, to_model_input
 from model.network.checkpoint import Checkpoint, load_checkpoint
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
@@ -55,14 +55,14 @@ def probabilities(ckpt: Checkpoint, images: torch.Tensor) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def validation_views(folders: str, size: int) -> tuple:
+def validation_views(folders: str, size: int, framing: str = "whole") -> tuple:
     """The validation photos of every folder as both views (same order) and as a PhotoSet."""
     silhouettes, views = [], []
     for folder in filter(None, folders.split(",")):
         photos = load_photos(folder)
         _, val = validation_split(photos)
         silhouettes.append(photos.select(val))
-        views.append(load_photo_views(folder, size, 1).select(val))
+        views.append(load_photo_views(folder, size, 1, framing).select(val))
     return concat_photos(silhouettes), concat_photos(views)
 
 
@@ -75,7 +75,7 @@ def real_photo_probabilities(
     for row in rows:
         img = decode_image((folder / row["file"]).read_bytes())
         sil.append(photo_to_fashion_mnist(img))
-        view.append(photo_view(img, photo.input_size, photo.in_channels))
+        view.append(framed_view(img, photo.input_size, photo.in_channels, photo.framing))
         labels.append(int(row["label"]))
     return (
         probabilities(silhouette, torch.from_numpy(np.stack(sil))),
@@ -88,7 +88,7 @@ def table(
     silhouette: Checkpoint, photo: Checkpoint, folders: str, real_photos: Path | None
 ) -> list[dict]:
     """A row per photo-view weight: each scored type, the mean, and the product photos right."""
-    sil_set, view_set = validation_views(folders, photo.input_size)
+    sil_set, view_set = validation_views(folders, photo.input_size, photo.framing)
     p_sil = probabilities(silhouette, sil_set.images)
     p_photo = probabilities(photo, view_set.images)
     real = None

@@ -69,6 +69,7 @@ def _write_epoch(
         mean=mean,
         std=std,
         view=cfg.view,
+        framing=cfg.photo_framing,
         recipe=recipe,
         metrics=metrics,
         weights_dtype=getattr(torch, cfg.weights_dtype),

@@ -191,17 +191,23 @@ PHOTO_VIEW_VERSION = 1
 
 
 def load_photo_views(
-    folder: str | Path, size: int, channels: int, cache_dir: Path | None = DEFAULT_CACHE_DIR
+    folder: str | Path,
+    size: int,
+    channels: int,
+    framing: str = "whole",
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
 ) -> PhotoSet:
     """Every photo in folder/labels.csv as the photo view sees it, (N, channels, size, size)
     uint8, from the cache when it is current."""
-    from model.images.photo_view import photo_view
+    from model.images.photo_view import framed_view
 
     folder = Path(folder)
     rows = read_labels(folder)
     recipe = f"view-{PHOTO_VIEW_VERSION}-{size}-{channels}"
+    if framing != "whole":
+        recipe += f"-{framing}"
 
     def make(data: bytes) -> np.ndarray:
-        return photo_view(decode.decode_image(data), size, channels)
+        return framed_view(decode.decode_image(data), size, channels, framing)
 
     return _photo_set(_cached_images(folder, rows, "views", recipe, make, cache_dir), rows)

@@ -1,8 +1,9 @@
 """The photo view: an upload as the photo network sees it, its own pixels, not a silhouette.
 
-The whole photo (or a box of it) is squashed to a square and resized with an area filter, in grey
-or RGB. Alpha is composited onto white, as a cut-out product shot is shown; 16-bit and float grey
-are stretched to the full range. No torch: serving runs it.
+The whole photo, or the garment's box as the silhouette's framing finds it, is squashed to a
+square and resized with an area filter, in grey or RGB. Alpha is composited onto white, as a
+cut-out product shot is shown; 16-bit and float grey are stretched to the full range. No torch:
+serving runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from PIL import Image
 # A box of the photo as fractions of its width and height: (x0, y0, x1, y1).
 Box = tuple[float, float, float, float]
 WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
+# What a photo view frames: the whole photo, or the garment's square box grown by GARMENT_MARGIN
+# of its side on every edge (the framing's box is tight; a hem or a sleeve may lie on its edge).
+FRAMINGS = ("whole", "garment")
+GARMENT_MARGIN = 0.08
 CHANNEL_MODES = {1: "L", 3: "RGB"}
 _HIGH_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
@@ -36,6 +41,24 @@ def _pixels(img: Image.Image, channels: int) -> np.ndarray:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
     return np.asarray(img.convert(CHANNEL_MODES[channels]))
+
+
+def grown(box: Box, margin: float = GARMENT_MARGIN) -> Box:
+    """box grown by margin of its width and height on every edge."""
+    x0, y0, x1, y1 = box
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    return (x0 - dx, y0 - dy, x1 + dx, y1 + dy)
+
+
+def framed_view(img: Image.Image, size: int, channels: int, framing: str) -> np.ndarray:
+    """photo_view of the whole photo or of the garment's grown box (see FRAMINGS)."""
+    if framing == "whole":
+        return photo_view(img, size, channels)
+    if framing != "garment":
+        raise ValueError(f"a photo view frames one of {FRAMINGS}, not {framing!r}")
+    from model.images.silhouette import photo_to_fashion_mnist_framed
+
+    return photo_view(img, size, channels, grown(photo_to_fashion_mnist_framed(img)[1]))
 
 
 def photo_view(img: Image.Image, size: int, channels: int = 1, box: Box = WHOLE) -> np.ndarray:

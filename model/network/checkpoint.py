@@ -86,6 +86,7 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     weights_dtype: torch.dtype = torch.float32,
     view: str = SILHOUETTE,
+    framing: str = "whole",
 ) -> Path:
     """Write <path>.safetensors and <path>.json; returns the weights path. The ONNX graphs the
     CPU image serves are the caller's to write (model.export.write_graphs)."""
@@ -109,6 +110,7 @@ def save_checkpoint(
         "input_size": input_size,
         "normalization": {"mean": mean, "std": std},
         "view": view,
+        **({"framing": framing} if view != SILHOUETTE else {}),
         "polarity": POLARITY if view == SILHOUETTE else "as photographed",
         "recipe": recipe or {},
         "metrics": metrics or {},

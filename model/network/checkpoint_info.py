@@ -78,6 +78,11 @@ class CheckpointInfo:
         return str(self.meta.get("view", SILHOUETTE))
 
     @property
+    def framing(self) -> str:
+        """What a photo view frames: "whole" (the photo) or "garment" (the framing's box)."""
+        return str(self.meta.get("framing", "whole"))
+
+    @property
     def architecture(self) -> str:
         return str(self.meta["architecture"])
 

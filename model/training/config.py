@@ -14,6 +14,7 @@ import torch
 from model.data.photos import (
     DEFAULT_PHOTO_FOLDERS,
 )
+from model.images.photo_view import FRAMINGS
 from model.network.shapes import MIN_INPUT
 
 # Recipes a flag names: `--recipe photo` is the photo view's, each of its values a flag's default.
@@ -109,6 +110,8 @@ class TrainConfig:
     # The photo view: the network sees the photo itself, taught by a fine-tuned teacher.
     view: str = _opt("silhouette", "what the network sees: the 28x28 silhouette or the photo",
                      choices=VIEWS)  # fmt: skip
+    photo_framing: str = _opt("whole", "photo view: what it frames, the whole photo or the garment",
+                              choices=FRAMINGS)  # fmt: skip
     teacher: str | None = _opt(
         None, "photo view: the teacher's folder (fine-tuned there first when it is empty)"
     )

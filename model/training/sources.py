@@ -83,7 +83,7 @@ def photo_view_data(cfg: TrainConfig, device: torch.device) -> tuple[PhotoSet, P
     if not (Path(cfg.teacher) / "logits.safetensors").exists():
         teacher.fine_tune(teacher_cfg)
     soft = teacher.soft_targets(teacher_cfg)
-    train, val = teacher.photo_splits(cfg.photos, cfg.resize, 1)
+    train, val = teacher.photo_splits(cfg.photos, cfg.resize, 1, cfg.photo_framing)
     logits = torch.stack([soft[f] for f in train.files])
     return train.to(device), val, logits.to(device)
 

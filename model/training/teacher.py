@@ -75,12 +75,14 @@ class TeacherConfig:
     out: str = "runs/teacher"
 
 
-def photo_splits(folders: str, size: int, channels: int) -> tuple[PhotoSet, PhotoSet]:
+def photo_splits(
+    folders: str, size: int, channels: int, framing: str = "whole"
+) -> tuple[PhotoSet, PhotoSet]:
     """(in-class training photos, all validation photos) of every folder, as views; each
     photo's file named 'folder/file', as soft_targets keys it."""
     trains, vals = [], []
     for folder in filter(None, folders.split(",")):
-        photos = load_photo_views(folder, size, channels)
+        photos = load_photo_views(folder, size, channels, framing)
         root = Path(folder).name
         photos = dataclasses.replace(photos, files=tuple(f"{root}/{f}" for f in photos.files))
         train_idx, val_idx = validation_split(photos)

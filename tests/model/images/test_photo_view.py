@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.images.decode import decode_image
-from model.images.photo_view import WHOLE, photo_view
+from model.images.photo_view import GARMENT_MARGIN, WHOLE, framed_view, grown, photo_view
 from tests.helpers import png_bytes
 
 
@@ -91,3 +91,26 @@ def test_a_tiny_photo_grows_and_the_channel_count_is_checked() -> None:
     assert photo_view(Image.new("RGB", (1, 1), (9, 9, 9)), 96).shape == (1, 96, 96)
     with pytest.raises(ValueError, match="1 or 3 channels"):
         photo_view(Image.new("RGB", (4, 4)), 8, channels=2)
+
+
+def test_the_garment_framing_shows_the_garment_larger_than_the_whole_photo() -> None:
+    # A dark 60x80 garment on a light 400x400 photo: a sixth of the whole view, most of the
+    # garment's.
+    a = np.full((400, 400, 3), 225, dtype=np.uint8)
+    a[100:180, 250:310] = 30
+    img = decode_image(png_bytes(a))
+    whole = framed_view(img, 32, 1, "whole")
+    garment = framed_view(img, 32, 1, "garment")
+    assert np.array_equal(whole, photo_view(img, 32, 1))
+    assert (whole < 128).mean() < 0.1 and (garment < 128).mean() > 0.3
+    # The margin leaves the background on every edge of the garment's box.
+    assert garment[0, 0].min() > 128 and garment[0, -1].min() > 128
+    with pytest.raises(ValueError, match="frames one of"):
+        framed_view(img, 32, 1, "tight")
+
+
+def test_grown_adds_the_margin_of_each_side() -> None:
+    x0, y0, x1, y1 = grown((0.2, 0.4, 0.6, 0.6))
+    m = GARMENT_MARGIN
+    assert (x0, x1) == pytest.approx((0.2 - 0.4 * m, 0.6 + 0.4 * m))
+    assert (y0, y1) == pytest.approx((0.4 - 0.2 * m, 0.6 + 0.2 * m))
