@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,6 +14,12 @@ from app.serving.runner import Backend, ModelOptions, Precision
 from model.images.decode import DEFAULT_MAX_PIXELS
 from model.images.silhouette import NATIVE_SIZE
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
+
+ModelControl = Literal["none", "explicit", "poll"]
+# A model's name (a folder of the model repository, a path segment under /v2/models/): no '/',
+# no leading '.', so no name can reach outside the repository. A version is a positive integer.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
 
 
 class Settings(BaseSettings):
@@ -32,9 +38,27 @@ class Settings(BaseSettings):
     )
     model_name: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
-        description="the model's name under /v2/models/; default the checkpoint's architecture",
+        pattern=MODEL_NAME_PATTERN,
+        description="MODEL_CHECKPOINT's name in answers and under /v2/models/; default the "
+        "checkpoint's architecture",
     )
+    model_repository: Path | None = Field(
+        None,
+        description="a folder of <name>/<version>/model.safetensors (docs/models.md); unset: "
+        "MODEL_CHECKPOINT alone, as version 1",
+    )
+    default_model: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description="the model /predict answers with when no ?model= is given; needed when "
+        "MODEL_REPOSITORY holds more than one",
+    )
+    model_control: ModelControl = Field(
+        "none",
+        description="none: the models there at start-up, no load/unload calls; explicit: "
+        "loaded and unloaded by call; poll: the folder is watched every POLL_S",
+    )
+    poll_s: float = Field(5.0, gt=0, le=3600, description="MODEL_CONTROL=poll's period, seconds")
     model_device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
     max_batch_size: int | None = Field(
         None, ge=1, le=1024, description="images per forward pass; default 32 on CPU, 128 on CUDA"

@@ -5,9 +5,12 @@ admission and the engine report what they hold."""
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 STAGES = ("decode", "preprocess", "queue", "inference")
+MODEL_LABELS = ("model", "version")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -38,7 +41,8 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "fashion_batch_size",
-            "Images per forward pass",
+            "Images per forward pass, by model and version",
+            MODEL_LABELS,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry,
         )
@@ -50,6 +54,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "fashion_queue_depth", "Images waiting for a forward pass", registry=self.registry
         )
+        self.model_queue_depth = Gauge(
+            "fashion_model_queue_depth",
+            "Images waiting for a forward pass, by model and version",
+            MODEL_LABELS,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "fashion_in_flight_images",
             "Images admitted: being decoded, queued or in a forward pass",
@@ -57,6 +67,12 @@ class Metrics:
         )
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+
+    def forget_model(self, name: str, version: int) -> None:
+        """Drop an unloaded version's series: a repository that loads many stays small."""
+        for metric in (self.batch_size, self.model_queue_depth):
+            with contextlib.suppress(KeyError):  # it never ran a batch
+                metric.remove(name, str(version))
 
     def observe_stages(self, **seconds: float) -> None:
         """Record one request's seconds per stage."""

@@ -184,14 +184,21 @@ def rolling_restart(
     finally:
         stop.set()
         load.join()
-    seen = results[0]
-    statuses = Counter(status for _, status, _ in seen)
-    times = sorted(t for _, _, t in seen)
-    failed = [(round(t0 - start, 2), status) for t0, status, _ in seen if status != 200]
     return {
         "seconds": round(time.monotonic() - start, 1),
         "clients": n_clients,
         "restarts": [{"replica": r, "from_s": a, "ready_again_s": b} for r, a, b in done],
+        **outcome(results[0], start),
+    }
+
+
+def outcome(seen: list[tuple[float, int, float]], start: float) -> dict[str, Any]:
+    """What clients() saw: requests, every status, the failures (anything but 200, first ten
+    with their time from start) and the latency percentiles."""
+    statuses = Counter(status for _, status, _ in seen)
+    times = sorted(t for _, _, t in seen)
+    failed = [(round(t0 - start, 2), status) for t0, status, _ in seen if status != 200]
+    return {
         "requests": len(seen),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "failed": len(failed),

@@ -11,10 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.http.factory import create_app
-from model.data.fashion_mnist import CLASS_NAMES, MEAN, STD, Split, load_split
-from model.network.checkpoint import save_checkpoint
+from model.data.fashion_mnist import Split, load_split
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
-from model.network.net import init_xavier, resnet18
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -22,6 +20,7 @@ from tests.helpers import (
     TINY_TRAIN,
     make_settings,
     png_bytes,
+    random_checkpoint,
     served,
 )
 
@@ -34,11 +33,7 @@ def _two_threads() -> None:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight checkpoint at the native 28x28 input size."""
-    torch.manual_seed(0)
-    model = resnet18()
-    init_xavier(model)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    return save_checkpoint(path, model, class_names=CLASS_NAMES, input_size=28, mean=MEAN, std=STD)
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,20 @@ def poll(probe: Callable[[], T], seconds: float = 60.0, every: float = 0.01) -> 
     return value
 
 
+def random_checkpoint(path: Path, seed: int) -> Path:
+    """A random-weight (Xavier) checkpoint at the native 28x28 input size; its weights path."""
+    import torch
+
+    from model.data.fashion_mnist import CLASS_NAMES, MEAN, STD
+    from model.network.checkpoint import save_checkpoint
+    from model.network.net import init_xavier, resnet18
+
+    torch.manual_seed(seed)
+    model = resnet18()
+    init_xavier(model)
+    return save_checkpoint(path, model, class_names=CLASS_NAMES, input_size=28, mean=MEAN, std=STD)
+
+
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:
     """Settings for a test app, ignoring any env or .env of the machine running the tests."""
     return Settings(_env_file=None, model_checkpoint=checkpoint, **overrides)  # type: ignore[call-arg]
@@ -167,13 +181,21 @@ class Server:
 
 
 @contextlib.contextmanager
-def served(checkpoint: Path, log: Path, **env: str) -> Iterator[Server]:
+def served(
+    checkpoint: Path, log: Path, *, without: tuple[str, ...] = (), **env: str
+) -> Iterator[Server]:
     """The service as `make serve` runs it, on a free port, with these settings (env vars);
-    its output goes to `log`. Yields once /health/ready answers; stops it after."""
+    its output goes to `log`. Yields once /health/ready answers; stops it after. `without`:
+    packages the server process cannot import (torch, as in the CPU image)."""
     port = free_port()
     environ = {**os.environ, "MODEL_CHECKPOINT": str(checkpoint), "LOG_LEVEL": "info", **env}
-    cmd = [sys.executable, "-m", "app.serve", "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log"]  # fmt: skip
+    args = ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    cmd = [sys.executable, "-m", "app.serve", *args]
+    if without:
+        run = (f"import runpy, sys; sys.modules.update(dict.fromkeys({without!r})); "
+               f"sys.argv = ['app.serve', *{args!r}]; runpy.run_module('app.serve', "
+               "run_name='__main__', alter_sys=True)")  # fmt: skip
+        cmd = [sys.executable, "-c", run]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log)

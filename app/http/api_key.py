@@ -17,7 +17,7 @@ from app.protocol import oip
 
 # Predictions, the model's description and the v2 model routes need the key when one is set;
 # health, metrics, the docs and v2 readiness never do.
-PROTECTED_PREFIXES = ("/predict", "/model")
+PROTECTED_PREFIXES = ("/predict", "/model", "/models", f"{oip.PREFIX}/repository")
 V2_MODELS = f"{oip.PREFIX}/models/"
 
 

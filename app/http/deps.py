@@ -1,13 +1,18 @@
 """The services a request uses, as one typed object reached through one dependency.
 
-`Services` is built with the app (settings, checkpoint, metrics); the lifespan starts the pipeline
-(decoder, admission, engine) inside it. Routes take it as `services: ServicesDep`; its `pipeline`
-and `engine` answer 503 until the model is loaded and warmed up (the one readiness check).
+`Services` is built with the app (settings, checkpoint, metrics, the model repository); the
+lifespan starts the pipeline (decoder, admission, engines) inside it. Routes take it as
+`services: ServicesDep`; `serving(model, version)` holds the version a request goes to, and it,
+`pipeline` and `engine` answer 503 until the models are loaded and warmed up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +22,7 @@ from app.errors import ApiError
 from app.metrics import Metrics
 from app.serving.engine import InferenceEngine
 from app.serving.pipeline import Pipeline
+from app.serving.repository import Repository, Version
 from model.network.checkpoint_info import CheckpointInfo
 
 NOT_READY = "the model is not loaded and warmed up yet"
@@ -24,33 +30,72 @@ NOT_READY = "the model is not loaded and warmed up yet"
 
 @dataclass
 class Services:
-    """Everything a route reaches: fixed at start (settings, checkpoint, device, metrics), and
-    the running pipeline (503 before the lifespan has started it or after it stops)."""
+    """Everything a route reaches: fixed at start (settings, the default model's checkpoint,
+    device, metrics, the repository), and the running pipeline (503 before the lifespan has
+    started it or after it stops)."""
 
     settings: Settings
-    ckpt: CheckpointInfo
+    ckpt: CheckpointInfo  # the default model's, as the service started
     device: str  # 'cpu' or 'cuda:N'
     metrics: Metrics
     options: EngineOptions  # the settings' defaults resolved for this device and checkpoint
-    built: InferenceEngine  # the model loaded, not started: the lifespan warms it up
+    built: InferenceEngine  # the default model loaded, not started: the lifespan warms it up
+    repository: Repository
+    start_model: tuple[str, int, Path]  # the default model's name, version and weights at start
     running: Pipeline | None = None  # set by the lifespan once warmed up, None after stop
     draining: bool = False  # SIGTERM came: readiness says 503, requests are still served
+    _pipelines: weakref.WeakKeyDictionary[Version, Pipeline] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     @property
     def ready(self) -> bool:
-        """The model is loaded, warmed up and taking requests."""
-        return self.running is not None and self.running.engine.ready
+        """The default model is loaded, warmed up and taking requests."""
+        if self.running is None:
+            return False
+        versions = self.repository.ready(self.repository.default)
+        return any(v.engine is not None and v.engine.ready for v in versions.values())
 
-    @property
-    def pipeline(self) -> Pipeline:
-        """The running pipeline, or 503 while the model is not ready."""
-        if self.running is None or not self.ready:
+    def _running(self) -> Pipeline:
+        if self.running is None:
             raise ApiError(503, NOT_READY, {"Retry-After": "1"})
         return self.running
 
+    def pipeline_of(self, entry: Version) -> Pipeline:
+        """The pipeline through entry's engine (the shared decoder and admission before it)."""
+        pipeline = self._pipelines.get(entry)
+        if pipeline is None:
+            pipeline = self._pipelines[entry] = replace(self._running(), engine=entry.engine)
+        return pipeline
+
+    @contextmanager
+    def serving(self, model: str | None = None, version: str | None = None) -> Iterator[Pipeline]:
+        """The pipeline of the version a request goes to (the default model's latest unless
+        named), held until the request ends: an unload or a reload waits for it."""
+        self._running()
+        with self.repository.use(model, version) as entry:
+            yield self.pipeline_of(entry)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The default model's pipeline now, or 503 while it is not ready."""
+        self._running()
+        if not self.ready:
+            raise ApiError(503, NOT_READY, {"Retry-After": "1"})
+        return self.pipeline_of(self.repository.resolve(None))
+
+    def engine_of(self, model: str | None, version: str | None = None) -> InferenceEngine:
+        """The engine of a model's version (the default model's latest unless named)."""
+        if model is None and version is None:
+            return self.engine
+        self._running()
+        engine = self.repository.resolve(model, version).engine
+        assert engine is not None  # a ready version has one
+        return engine
+
     @property
     def engine(self) -> InferenceEngine:
-        """The running engine, or 503 while the model is not ready."""
+        """The default model's engine now, or 503 while it is not ready."""
         return self.pipeline.engine
 
 

@@ -10,10 +10,11 @@ from pydantic import BaseModel
 ERRORS = {
     400: "malformed multipart body",
     401: "API key missing or wrong (only when API_KEY is set)",
-    404: "no such model or version",
+    404: "no such model or version (the message lists the ready ones)",
     408: "the body did not arrive within BODY_TIMEOUT_S",
     413: "upload or image dimensions over the limit",
     415: "not an image, or not a format the service reads",
+    409: "the call would leave no model ready, or MODEL_CONTROL does not allow it",
     422: "missing field, corrupt image, or bad parameter",
     503: "queue full or model not loaded (see Retry-After)",
     504: "no result within the request timeout",

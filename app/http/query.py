@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import Query, Request
 
+from app.config import MODEL_NAME_PATTERN, VERSION_PATTERN
 from app.errors import ApiError, echo
 
 TOP_K_HELP = "how many classes to list (default DEFAULT_TOP_K)"
@@ -21,6 +22,11 @@ EXPLAIN_HELP = (
     "values in [0, 1], by occlusion: 64 more images in the forward pass)"
 )
 Explain = Query(False, description=EXPLAIN_HELP)
+MODEL_HELP = "the model to answer with (GET /models lists them); default DEFAULT_MODEL"
+VERSION_HELP = "the model's version; default its latest ready one"
+# Documented, not validated by FastAPI: a bad name or version is the repository's 400 everywhere.
+Model = Query(None, description=MODEL_HELP, json_schema_extra={"pattern": MODEL_NAME_PATTERN})
+ModelVersion = Query(None, description=VERSION_HELP, json_schema_extra={"pattern": VERSION_PATTERN})
 
 # The two as the document declares them for /predict, as FastAPI would for TopK and Explain.
 PARAMETERS = [
@@ -39,6 +45,12 @@ PARAMETERS = [
         "description": EXPLAIN_HELP,
         "schema": {"type": "boolean", "default": False, "title": "Explain"},
     },
+    {"name": "model", "in": "query", "required": False, "description": MODEL_HELP,
+     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Model",
+                "pattern": MODEL_NAME_PATTERN}},
+    {"name": "version", "in": "query", "required": False, "description": VERSION_HELP,
+     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Version",
+                "pattern": VERSION_PATTERN}},
 ]  # fmt: skip
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 

@@ -24,6 +24,7 @@ from app.protocol.schemas import (
 )
 from app.protocol.uploads import Upload, uploads
 from app.serving.decode import Prepared
+from app.serving.engine import InferenceEngine
 from app.serving.pipeline import Job, Outcome, Pipeline
 from model.network.checkpoint_info import CheckpointInfo
 
@@ -78,13 +79,13 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def envelope(
-    ckpt: CheckpointInfo, device: str, start: float, stages: dict[str, float]
-) -> dict[str, Any]:
-    """Model, device and per-stage timing that every prediction answer carries."""
+def envelope(engine: InferenceEngine, start: float, stages: dict[str, float]) -> dict[str, Any]:
+    """The model and version that answered, device and per-stage timing: every prediction
+    answer carries them."""
+    name, version = engine.served_as
     return {
-        "model": ModelRef(name=ckpt.architecture, checkpoint=ckpt.short_hash),
-        "device": device,
+        "model": ModelRef(name=name, version=str(version), checkpoint=engine.ckpt.short_hash),
+        "device": str(engine.device),
         "timing_ms": Timing(
             **{stage: _ms(s) for stage, s in stages.items()},
             total=_ms(time.perf_counter() - start),
@@ -92,15 +93,13 @@ def envelope(
     }
 
 
-def encode_predict(
-    outcome: Outcome, ckpt: CheckpointInfo, device: str, top_k: int, start: float
-) -> bytes:
+def encode_predict(outcome: Outcome, engine: InferenceEngine, top_k: int, start: float) -> bytes:
     """/predict's JSON: one image; the explain fields only when they were asked for."""
-    result, maps = outcome.result, outcome.maps
+    result, maps, ckpt = outcome.result, outcome.maps, engine.ckpt
     answer = PredictResponse(
         **prediction(result.probs[0], result.garment[0], ckpt, top_k),
         **(explanation(outcome.prepared[0], maps[0]) if maps is not None else {}),
-        **envelope(ckpt, device, start, outcome.stages),
+        **envelope(engine, start, outcome.stages),
     )
     # Validated on construction: FastAPI's second pass through response_model is skipped.
     return answer.model_dump_json(exclude_unset=True).encode()
@@ -109,13 +108,12 @@ def encode_predict(
 def encode_batch(
     outcome: Outcome,
     uploads: Sequence[Upload],
-    ckpt: CheckpointInfo,
-    device: str,
+    engine: InferenceEngine,
     top_k: int,
     start: float,
 ) -> bytes:
     """/predict/batch's JSON: every image in order, each named by its file."""
-    result, maps = outcome.result, outcome.maps
+    result, maps, ckpt = outcome.result, outcome.maps, engine.ckpt
     results = [
         BatchItem(
             filename=None if name is None else echo(name, 255),
@@ -127,7 +125,7 @@ def encode_batch(
         )
     ]
     answer = BatchPredictResponse(
-        count=len(results), results=results, **envelope(ckpt, device, start, outcome.stages)
+        count=len(results), results=results, **envelope(engine, start, outcome.stages)
     )
     return answer.model_dump_json(exclude_unset=True).encode()
 
@@ -140,8 +138,7 @@ async def predict_one(
     if len(files) != 1:
         raise ApiError(422, f"{len(files)} files in field 'image'; send several to /predict/batch")
     outcome = await pipeline.run(Job(files, explain=explain))
-    engine = pipeline.engine
-    encoded = encode_predict(outcome, engine.ckpt, str(engine.device), top_k, start)
+    encoded = encode_predict(outcome, pipeline.engine, top_k, start)
     return Answer(encoded, outcome.stages)
 
 
@@ -151,6 +148,5 @@ async def predict_many(
     """/predict/batch: every upload of the body classified, in order."""
     files = uploads(body, form.content_type, form.field, form.limit, form.most)
     outcome = await pipeline.run(Job(files, named=True, explain=explain))
-    engine = pipeline.engine
-    encoded = encode_batch(outcome, files, engine.ckpt, str(engine.device), top_k, start)
+    encoded = encode_batch(outcome, files, pipeline.engine, top_k, start)
     return Answer(encoded, outcome.stages)

@@ -307,7 +307,7 @@ async def infer(
     outcome = await pipeline.run(job)
     ckpt = pipeline.engine.ckpt
     encoded, json_length = encode_infer(
-        request, name, ckpt.short_hash, outcome.result.probs, ckpt.class_names
+        request, name, str(pipeline.engine.served_as[1]), outcome.result.probs, ckpt.class_names
     )
     if json_length is None:
         return Answer(encoded, outcome.stages)

@@ -30,7 +30,8 @@ class ClassScore(BaseModel):
 
 
 class ModelRef(BaseModel):
-    name: str = Field(examples=["d2l-resnet18"])
+    name: str = Field(examples=["d2l-resnet18"], description="the model that answered")
+    version: str = Field(examples=["1"], description="its version in the model repository")
     checkpoint: str = Field(description="first 12 hex digits of the weights' sha256")
 
 
@@ -233,3 +234,42 @@ class V2InferenceResponse(BaseModel):
     model_version: str | None = None
     id: str | None = None
     outputs: list[V2ResponseOutput]
+
+
+class ModelInput(BaseModel):
+    """What a model's checkpoint says it takes."""
+
+    channels: int = Field(examples=[1])
+    size: int = Field(examples=[28], description="height and width in pixels")
+    view: str = Field(examples=["silhouette"], description="silhouette or photo")
+
+
+class ModelVersionInfo(BaseModel):
+    """One version in the model repository: its state, and for a ready one what serves it."""
+
+    name: str = Field(examples=["d2l-resnet18"])
+    version: str = Field(examples=["1"])
+    state: str = Field(examples=["READY"], description="LOADING, READY, UNLOADING, UNAVAILABLE "
+                       "or empty (on disk, not loaded)")  # fmt: skip
+    reason: str = Field("", examples=["failed to load: checkpoint weights ... do not match"])
+    input: ModelInput | None = None
+    backend: str | None = Field(None, examples=["onnxruntime 1.32.0 (fp32, 1 thread)"])
+    checkpoint: str | None = Field(None, description="first 12 hex digits of the weights' sha256")
+    test_acc: float | None = Field(None, description="Fashion-MNIST test accuracy at training")
+
+
+class ModelsResponse(BaseModel):
+    """Every model version on disk or loaded, and which model answers without ?model=."""
+
+    default: str = Field(examples=["d2l-resnet18"])
+    control: str = Field(examples=["none"], description="MODEL_CONTROL: none, explicit or poll")
+    models: list[ModelVersionInfo]
+
+
+class V2RepositoryModel(BaseModel):
+    """A row of the Open Inference Protocol's repository index (as Triton writes it)."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""

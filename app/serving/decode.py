@@ -79,7 +79,7 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LARGE_NICENESS)
 
 
-def _release_free_memory() -> None:
+def release_free_memory() -> None:
     """Hand the allocator's free memory back to the OS (glibc's malloc_trim; elsewhere nothing).
 
     Freed bitmaps otherwise stay with the process: glibc serves large blocks from its heaps once
@@ -93,7 +93,7 @@ def _release_free_memory() -> None:
 def _decode_and_preprocess(img: Image.Image, start: float, large: bool = False) -> Prepared:
     prepared = Prepared(*prepare_timed(img, start))
     if large:
-        _release_free_memory()  # about 1 ms, after large images only
+        release_free_memory()  # about 1 ms, after large images only
     return prepared
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
 
 import numpy as np
+from prometheus_client import Gauge
 
 from app.config import EngineOptions, Settings, resolve_engine_options
 from app.metrics import Metrics
@@ -65,6 +66,8 @@ class InferenceEngine:
     ) -> None:
         self.ckpt = ckpt
         self.device = device  # "cpu", "cuda:0", ...
+        # The model name and version its answers carry: the repository's, once it loads it.
+        self.served_as: tuple[str, int] = (ckpt.architecture, 1)
         self.options = options or ModelOptions()
         self.runner = build_runner(ckpt, device, self.options)
         self.max_batch_size = max_batch_size
@@ -82,6 +85,13 @@ class InferenceEngine:
     def forward(self, images: np.ndarray) -> Scores:
         """The network's Scores for (n, 28, 28) uint8 images, run on the calling thread."""
         return self.runner(images)
+
+    def _labels(self) -> tuple[str, str]:
+        name, version = self.served_as
+        return name, str(version)
+
+    def _queue_depth(self) -> Gauge:
+        return self.metrics.model_queue_depth.labels(*self._labels())
 
     @property
     def queued_images(self) -> int:
@@ -106,6 +116,7 @@ class InferenceEngine:
             self._stopping = True
             self._lock.notify()
             pending, self._jobs = list(self._jobs), collections.deque()
+            self.metrics.queue_depth.dec(self._queued_images)
             self._queued_images = 0
         for job in pending:
             if not job.future.done():
@@ -125,8 +136,9 @@ class InferenceEngine:
                 raise QueueFullError(f"the inference queue is full ({self.queue_size} images)")
             self._jobs.append(job)
             self._queued_images += n
+            self.metrics.queue_depth.inc(n)
             self._lock.notify()
-        self.metrics.queue_depth.set(self._queued_images)
+        self._queue_depth().set(self._queued_images)
         # No timer here: the caller's deadline covers decoding, queueing and inference at once;
         # a job whose caller gave up is skipped when its batch is taken.
         return await job.future
@@ -152,11 +164,12 @@ class InferenceEngine:
                     break
                 self._jobs.popleft()
                 self._queued_images -= len(job.images)
+                self.metrics.queue_depth.dec(len(job.images))
                 if job.future.done():  # timed out or its client went away
                     continue
                 jobs.append(job)
                 size += len(job.images)
-        self.metrics.queue_depth.set(self._queued_images)
+        self._queue_depth().set(self._queued_images)
         return jobs
 
     def _serve(self) -> None:
@@ -177,7 +190,7 @@ class InferenceEngine:
                 continue
             inference_s = time.perf_counter() - started
             self.forward_passes += 1
-            self.metrics.batch_size.observe(len(probs))
+            self.metrics.batch_size.labels(*self._labels()).observe(len(probs))
             offset = 0
             for job in jobs:
                 n = len(job.images)

@@ -81,7 +81,7 @@ class Pipeline:
         """Hold n images' places in the service (503 when QUEUE_SIZE are held already: decoding,
         queued or in a forward pass); yields whether other requests are in flight."""
         try:
-            with self.admission.admit(n):
+            with self.admission.admit(n, self.engine.served_as[0]):
                 yield self.admission.held > n
         except EngineUnavailableError as exc:
             raise ApiError(503, str(exc), {"Retry-After": "1"}) from exc

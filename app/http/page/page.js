@@ -53,7 +53,9 @@ async function classify(file, card) {
   let response;
   let answer;
   try {
-    response = await fetch(`/predict?top_k=5&explain=${explain}`, { method: "POST", body, headers });
+    const model = $("#model-pick").hidden ? "" : `&model=${encodeURIComponent($("#model").value)}`;
+    const url = `/predict?top_k=5&explain=${explain}${model}`;
+    response = await fetch(url, { method: "POST", body, headers });
     answer = await response.json().catch(() => ({ detail: `the service answered ${response.status}` }));
   } catch (error) {
     showError(card, `The service could not be reached (${error.message}).`);
@@ -126,7 +128,8 @@ function render(card, answer, roundTripMs) {
   $(".timing", card).textContent =
     `Server ${t.total.toFixed(1)} ms (decode ${t.decode.toFixed(1)}, preprocess ` +
     `${t.preprocess.toFixed(1)}, queue ${t.queue.toFixed(1)}, network ${t.inference.toFixed(1)}); ` +
-    `round trip ${roundTripMs.toFixed(0)} ms; ${answer.device}.`;
+    `round trip ${roundTripMs.toFixed(0)} ms; ${answer.device}; ` +
+    `model ${answer.model.name} version ${answer.model.version}.`;
 
   const seen = $(".seen", card);
   seen.setAttribute("aria-label", `The 28 by 28 image the network saw, answered ${answer.label}`);
@@ -159,6 +162,25 @@ function drawSaliency(canvas, saliency) {
   context.putImageData(pixels, 0, 0);
 }
 
+// With more than one model ready, a picker: the answer comes from the model chosen there.
+async function offerModels() {
+  const headers = {};
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers["X-API-Key"] = key;
+  let listing;
+  try {
+    const response = await fetch("/models", { headers });
+    if (!response.ok) return; // a key is needed first: asked again once it is given
+    listing = await response.json();
+  } catch (error) {
+    return;
+  }
+  const names = [...new Set(listing.models.filter((m) => m.state === "READY").map((m) => m.name))];
+  const select = $("#model");
+  select.replaceChildren(...names.map((name) => new Option(name, name, false, name === listing.default)));
+  $("#model-pick").hidden = names.length < 2;
+}
+
 function setUp() {
   for (const id of ["files", "camera"]) {
     const input = $(`#${id}`);
@@ -180,7 +202,9 @@ function setUp() {
     $("#key-form").hidden = true;
     queue.push(...waitingForKey.splice(0));
     pump();
+    offerModels();
   });
+  offerModels();
 }
 
 setUp();

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.http.deps import ServicesDep
 from app.http.error_docs import responses
+from app.http.query import Model, ModelVersion
 from app.protocol.schemas import ErrorResponse, LayerInfo, ModelInfo, SummaryResponse
 from model.network.checkpoint_info import ARCHITECTURE
 from model.network.shapes import MAX_INPUT, MIN_INPUT, layer_rows, resnet18_layers
@@ -16,10 +17,14 @@ router = APIRouter(prefix="/model", tags=["model"])
 
 ERRORS = responses(
     ErrorResponse,
+    400,
     401,
+    404,
     422,
     503,
+    s400="not a model name or version",
     s401="API key missing or wrong (when API_KEY is set)",
+    s404="no such model or version is ready",
     s422="bad parameter",
     s503="model not loaded yet",
 )
@@ -47,9 +52,11 @@ def _summary(num_classes: int, in_channels: int, input_size: int, depth: int) ->
 
 
 @router.get("", response_model=ModelInfo, responses=ERRORS)
-async def model_info(services: ServicesDep) -> ModelInfo:
+async def model_info(
+    services: ServicesDep, model: str | None = Model, version: str | None = ModelVersion
+) -> ModelInfo:
     """Classes, input size, device, dtype, backend and the checkpoint's metadata and hash."""
-    engine, settings = services.engine, services.settings
+    engine = services.engine_of(model, version)
     ckpt = engine.ckpt
     return ModelInfo(
         architecture=ckpt.architecture,
@@ -60,7 +67,7 @@ async def model_info(services: ServicesDep) -> ModelInfo:
         dtype=engine.runner.dtype,
         backend=engine.runner.name,
         checkpoint=ckpt.short_hash,
-        checkpoint_file=settings.model_checkpoint.name,  # the name only: paths stay private
+        checkpoint_file=ckpt.path.name if ckpt.path else "",  # the name only: paths stay private
         metadata=ckpt.meta,
     )
 
@@ -79,8 +86,10 @@ async def model_summary(
         description=f"height and width, {MIN_INPUT}-{MAX_INPUT}; default the served size",
     ),
     depth: int = Query(1, ge=1, le=3, description="1 = top-level layers, 2 = blocks, 3 = all"),
+    model: str | None = Model,
+    version: str | None = ModelVersion,
 ) -> SummaryResponse:
     """Per-layer output shapes and parameter counts for a (1, C, S, S) input, as d2l prints."""
-    ckpt = services.engine.ckpt
+    ckpt = services.engine_of(model, version).ckpt
     size = input_size if input_size is not None else ckpt.input_size
     return _summary(ckpt.num_classes, ckpt.in_channels, size, depth)

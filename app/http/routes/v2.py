@@ -12,10 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from app.config import Settings
 from app.errors import ApiError, echo
 from app.http.deps import Services, ServicesDep
-from app.http.error_docs import v2_responses
+from app.http.error_docs import responses, v2_responses
 from app.http.flow import serve
 from app.protocol.answers import Answer
 from app.protocol.oip import (
@@ -33,12 +32,13 @@ from app.protocol.schemas import (
     V2ModelMetadata,
     V2ModelReady,
     V2Ready,
+    V2RepositoryModel,
     V2ServerMetadata,
 )
 from app.protocol.uploads import BODY_SLACK
+from app.serving import repository
 from app.serving.engine import InferenceEngine
 from model.images.silhouette import NATIVE_SIZE
-from model.network.checkpoint_info import CheckpointInfo
 
 TAG = "open inference protocol (v2)"
 router = APIRouter(prefix=PREFIX, tags=[TAG])
@@ -46,30 +46,12 @@ SERVER_NAME = "fashion-resnet"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-def served_name(settings: Settings, ckpt: CheckpointInfo) -> str:
-    """The name this server's one model answers to: MODEL_NAME, or the checkpoint's
-    architecture."""
-    return settings.model_name or ckpt.architecture
-
-
-def path_values(settings: Settings, ckpt: CheckpointInfo) -> dict[str, str]:
-    """The one valid value of each path parameter, for the OpenAPI document."""
-    return {"model_name": served_name(settings, ckpt), "model_version": ckpt.short_hash}
-
-
 def _model(services: Services, name: str, version: str | None) -> InferenceEngine:
-    """The engine serving `name` (and `version`, when given): 404 for another model, 503 while
-    it is loading."""
-    served = served_name(services.settings, services.ckpt)
-    if name != served:
-        raise ApiError(404, f"unknown model '{echo(name)}'; this server serves '{served}'")
-    engine = services.engine
-    if version is not None and version != engine.ckpt.short_hash:
-        raise ApiError(
-            404,
-            f"model '{served}' has no version '{echo(version)}'; "
-            f"its version is '{engine.ckpt.short_hash}' (or leave the version out)",
-        )
+    """The engine serving `name` (its latest ready version, or `version`): 400 for a bad name or
+    version, 404 for a model or version that is not ready, 503 before start-up ends."""
+    services.pipeline  # noqa: B018  # 503 while the service is starting
+    engine = services.repository.resolve(name, version).engine
+    assert engine is not None  # a ready version has one
     return engine
 
 
@@ -88,7 +70,7 @@ async def _metadata(services: Services, name: str, version: str | None) -> V2Mod
     ckpt = engine.ckpt
     return V2ModelMetadata(
         name=name,
-        versions=[ckpt.short_hash],
+        versions=[str(v) for v in sorted(services.repository.ready(name))],
         platform=engine.runner.name.split()[0],
         inputs=input_spec(NATIVE_SIZE),
         outputs=output_spec(len(ckpt.class_names)),
@@ -97,13 +79,14 @@ async def _metadata(services: Services, name: str, version: str | None) -> V2Mod
 
 async def _infer(request: Request, services: Services) -> Response:
     name, version = request.path_params["model_name"], request.path_params.get("model_version")
-    _model(services, name, version)
-    pipeline, header_length = services.pipeline, request.headers.get(HEADER_LENGTH)
+    header_length = request.headers.get(HEADER_LENGTH)
+    with services.serving(name, version) as pipeline:
 
-    async def exchange(body: bytes, start: float) -> Answer:
-        return await infer(body, header_length, pipeline, name, start)
+        async def exchange(body: bytes, start: float) -> Answer:
+            return await infer(body, header_length, pipeline, name, start)
 
-    return await serve(request, services, services.settings.max_upload_bytes + BODY_SLACK, exchange)
+        limit = services.settings.max_upload_bytes + BODY_SLACK
+        return await serve(request, services, limit, exchange)
 
 
 def _path_parameters(*names: str) -> list[dict[str, Any]]:
@@ -149,7 +132,7 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 METADATA = {
     "response_model": V2ModelMetadata,
-    "responses": v2_responses(V2Error, 401, 404, 503),
+    "responses": responses(V2Error, 400, 401, 404, 503, s400="not a model name or version"),
 }
 READY = {"response_model": V2ModelReady, "responses": v2_responses(V2Error, 400, 404)}
 INFER = {"response_model": V2InferenceResponse, "responses": INFER_RESPONSES}
@@ -218,7 +201,7 @@ async def model_metadata(services: ServicesDep, model_name: str) -> V2ModelMetad
 async def version_metadata(
     services: ServicesDep, model_name: str, model_version: str
 ) -> V2ModelMetadata:
-    """As above, for one version: the checkpoint's short sha256."""
+    """As above, for one version (a positive integer: its folder in the model repository)."""
     return await _metadata(services, model_name, model_version)
 
 
@@ -232,6 +215,58 @@ async def model_ready(services: ServicesDep, model_name: str) -> V2ModelReady:
 async def version_ready(services: ServicesDep, model_name: str, model_version: str) -> V2ModelReady:
     """As above, for one version."""
     return await _model_ready(services, model_name, model_version)
+
+
+# The repository extension, as Triton serves it: tritonclient's get_model_repository_index,
+# load_model and unload_model call these. Load and unload need MODEL_CONTROL=explicit.
+REPOSITORY = {
+    "responses": responses(
+        V2Error, 400, 401, 404, 409, s400="a bad model name, or the model failed to load (why)"
+    )
+}
+
+
+def _control(services: Services) -> None:
+    """409 unless the settings let calls load and unload models."""
+    mode = services.settings.model_control
+    if mode != "explicit":
+        raise ApiError(
+            409,
+            f"models are not loaded or unloaded by call here (MODEL_CONTROL={mode}); "
+            "start the service with MODEL_CONTROL=explicit",
+        )
+
+
+@router.post(
+    "/repository/index",
+    response_model=list[V2RepositoryModel],
+    summary="Repository index",
+    **REPOSITORY,
+)
+async def repository_index(services: ServicesDep) -> list[V2RepositoryModel]:
+    """Every version on disk or loaded, with its state (READY, UNAVAILABLE with its reason...)."""
+    return [V2RepositoryModel(**row) for row in services.repository.index()]
+
+
+@router.post("/repository/models/{model_name}/load", summary="Load a model", **REPOSITORY)
+async def repository_load(services: ServicesDep, model_name: str) -> Response:
+    """Load the model's latest version; it takes traffic once warmed up, and the versions it
+    replaces finish their requests first (a reload when it is loaded). 400 with the reason when
+    the checkpoint does not load: what was serving keeps serving."""
+    _control(services)
+    entry = await services.repository.load(model_name)
+    if entry.state != repository.READY:
+        raise ApiError(400, f"model '{model_name}' version {entry.version} {entry.reason}")
+    return Response(status_code=200)
+
+
+@router.post("/repository/models/{model_name}/unload", summary="Unload a model", **REPOSITORY)
+async def repository_unload(services: ServicesDep, model_name: str) -> Response:
+    """Stop serving the model once its requests finish; 409 for the default model while it is
+    the only one ready."""
+    _control(services)
+    await services.repository.unload(model_name)
+    return Response(status_code=200)
 
 
 # The request body is read by app.protocol.oip, not by FastAPI: its schema is added to the document.

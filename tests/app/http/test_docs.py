@@ -49,7 +49,7 @@ def test_swagger_lists_v2_under_its_tag_and_runs_its_example(
     tag = page.locator(".opblock-tag", has_text="open inference protocol (v2)")
     tag.wait_for(timeout=30_000)
     section = page.locator(".opblock-tag-section", has=tag)
-    assert section.locator(".opblock").count() == 9
+    assert section.locator(".opblock").count() == 12
     op = section.locator(".opblock-post", has_text="/v2/models/{model_name}/infer").first
     op.locator(".opblock-summary").click()
     op.get_by_role("button", name="Try it out").click()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from benchmarks.model_swap import install
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 from tests.helpers import ROOT, bomb_png, served
 
@@ -115,6 +116,7 @@ def test_page_shows_what_predict_answers_and_writes_the_screenshot(
     photo = w.card(PHOTOS[0].name).locator(".photo").bounding_box()
     assert overlay["width"] > 0.2 * photo["width"]
     assert w.page.locator(".card").count() == 2
+    assert w.page.locator("#model-pick").is_hidden()  # one model: nothing to pick
     # A small PNG for README: 64 colours are plenty for a page of flat colours and thumbnails.
     shot = Image.open(io.BytesIO(w.page.screenshot())).convert("RGB").quantize(64)
     shot.save(os.environ.get("PAGE_SCREENSHOT", str(tmp_path / "page.png")), optimize=True)
@@ -138,6 +140,26 @@ def test_page_asks_for_the_api_key_and_keeps_it_in_session_storage(
         # The page's first try went without the key and was refused: that is the console's one
         # error, the browser's note of the 401.
         assert all("401" in p for p in w.problems), w.problems
+
+
+def test_with_several_models_the_page_offers_a_picker(watched: Watched, tmp_path: Path) -> None:
+    root = tmp_path / "repository"
+    root.mkdir()
+    for name in ("fashion", "other"):
+        install(SHIPPED_CHECKPOINT, root, name, 1)
+    env = {"MODEL_REPOSITORY": str(root), "DEFAULT_MODEL": "fashion"}
+    with served(SHIPPED_CHECKPOINT, tmp_path / "server.log", **env) as server:
+        w = watched
+        w.page.goto(server.url + "/")
+        picker = w.page.get_by_label("Model")
+        picker.wait_for(timeout=30_000)
+        options = picker.locator("option").all_inner_texts()
+        assert options == ["fashion", "other"] and picker.input_value() == "fashion"
+        picker.select_option("other")
+        w.page.locator("#files").set_input_files(str(PHOTOS[1]))
+        card = w.wait_done(PHOTOS[1].name)
+        assert "model other version 1" in card.locator(".timing").inner_text()
+        assert w.problems == []
 
 
 def bad_files(tmp_path: Path) -> list[Path]:

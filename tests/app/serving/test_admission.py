@@ -36,3 +36,17 @@ def test_an_error_inside_the_block_gives_the_places_back() -> None:
         raise RuntimeError("a failed decode")
     with admission.admit(2):
         assert admission.held == 2
+
+
+def test_with_several_models_each_holds_at_most_its_share() -> None:
+    admission = Admission(8)
+    with admission.admit(8, "a"):  # one model alone may take everything
+        pass
+    admission.set_models(2)
+    with admission.admit(4, "a"):
+        share = "'a' holds its share of the capacity \\(4 of 8"
+        with pytest.raises(QueueFullError, match=share), admission.admit(1, "a"):
+            pass
+        with admission.admit(4, "b"):  # a's flood leaves b its places
+            assert admission.held == 8
+    assert admission.held == 0

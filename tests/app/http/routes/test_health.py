@@ -35,9 +35,11 @@ def test_metrics_count_requests_stages_batches_and_queue(
     assert 'route="unmatched",status="404"' in text
     for stage in ("decode", "preprocess", "queue", "inference"):
         assert f'fashion_stage_duration_seconds_count{{stage="{stage}"}} 3.0' in text
-    batches = float(re.search(r"^fashion_batch_size_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    assert batches == 3.0
-    assert "fashion_queue_depth 0.0" in text
+    # The model's series carry its name and version; the queue's total has none.
+    labels = '{model="d2l-resnet18",version="1"}'
+    batches = re.search(rf"^fashion_batch_size_sum{re.escape(labels)} (\S+)$", text, re.M)
+    assert batches and float(batches.group(1)) == 3.0
+    assert "fashion_queue_depth 0.0" in text and f"fashion_model_queue_depth{labels} 0.0" in text
 
 
 @pytest.mark.parametrize("path", ["/nope", "/predict/none"])

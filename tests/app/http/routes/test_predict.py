@@ -192,7 +192,8 @@ def test_concurrent_requests_share_a_forward_pass(tiny_checkpoint: Path, boot_pn
         passes = engine.forward_passes - before
         assert passes < 6
         metrics = c.get("/metrics").text
-        assert f"fashion_batch_size_count {float(engine.forward_passes)}" in metrics
+        labels = '{model="d2l-resnet18",version="1"}'
+        assert f"fashion_batch_size_count{labels} {float(engine.forward_passes)}" in metrics
 
 
 def test_full_queue_is_503_with_retry_after(tiny_checkpoint: Path, boot_png: bytes) -> None:

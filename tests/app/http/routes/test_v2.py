@@ -67,9 +67,11 @@ def test_tritonclient_health_and_metadata(triton_client: triton.InferenceServerC
     assert triton_client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
     version = meta["versions"][0]
     assert triton_client.get_model_metadata(MODEL, model_version=version)["name"] == MODEL
-    with pytest.raises(InferenceServerException, match="no version 'v0'") as err:
-        triton_client.get_model_metadata(MODEL, model_version="v0")
-    assert err.value.status() == "404"
+    assert version == "1"  # its folder in the model repository (one checkpoint: 1)
+    for asked, status, says in (("7", "404", "no ready version 7"), ("v0", "400", "not a version")):
+        with pytest.raises(InferenceServerException, match=says) as err:
+            triton_client.get_model_metadata(MODEL, model_version=asked)
+        assert err.value.status() == status
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -168,7 +170,7 @@ def test_kserve_rest_client(shipped_server: str, boot_png: bytes) -> None:
 def test_errors_under_v2_read_error_not_detail(client: TestClient) -> None:
     r = client.get("/v2/models/nope")
     assert r.status_code == 404 and r.json() == {
-        "error": "unknown model 'nope'; this server serves 'd2l-resnet18'"
+        "error": "no model 'nope' is ready; ready models: d2l-resnet18"
     }
     assert client.get("/v2/nothing/here").json() == {"error": "Not Found"}
     assert "detail" in client.get("/model/nothing").json()  # the service's own routes unchanged
@@ -183,7 +185,7 @@ def test_model_name_setting_and_openapi_tag(tiny_checkpoint: Path) -> None:
         assert c.get(f"/v2/models/{MODEL}/ready").status_code == 404
         doc = c.get("/openapi.json").json()
     v2 = {p: ops for p, ops in doc["paths"].items() if p.startswith("/v2")}
-    assert len(v2) == 9
+    assert len(v2) == 12
     assert {t for ops in v2.values() for op in ops.values() for t in op["tags"]} == {
         "open inference protocol (v2)"
     }
