@@ -15,7 +15,7 @@ step() { echo "== [$((SECONDS - START)) s] $*"; }
 
 cleanup() {
     if [ -n "$DOCKERD_PID" ]; then
-        docker rm -f fashion-smoke fashion-smoke-cpu >/dev/null 2>&1 || true
+        docker rm -f fashion-smoke fashion-smoke-cpu fashion-smoke-repo >/dev/null 2>&1 || true
         docker-compose -f docker-compose.yml -p fashionsmoke --profile cpu --profile train \
             --profile replicas down -v >/dev/null 2>&1 || true
         kill "$DOCKERD_PID" 2>/dev/null || true
@@ -103,6 +103,39 @@ served=$(docker logs fashion-smoke-cpu 2>&1)
 [[ "$served" == *"(fp32, "* ]] && limit=400
 [ "$rss" -le $((limit * 1024)) ] || { echo "RSS over $limit MB"; exit 1; }
 docker rm -f fashion-smoke-cpu >/dev/null
+
+step "the CPU image on a mounted model repository: a second model loaded into the running read-only container"
+# A version as a user installs one: weights, metadata naming them, the INT8 graph; readable by
+# the container's user. Written under a temporary name, then moved into place.
+install_version() {  # name version
+    local staging="$WORK/repo/.staging" target="$WORK/repo/$1/$2"
+    mkdir -p "$staging" "$WORK/repo/$1"
+    cp model/weights/fashion-resnet18.safetensors "$staging/model.safetensors"
+    cp model/weights/fashion-resnet18.int8.onnx "$staging/model.int8.onnx"
+    sed 's/fashion-resnet18.safetensors/model.safetensors/' model/weights/fashion-resnet18.json \
+        > "$staging/model.json"
+    chmod -R a+rX "$staging"
+    mv "$staging" "$target"
+}
+install_version fashion 1
+docker run -d --read-only --tmpfs /tmp --name fashion-smoke-repo -p "127.0.0.1:$((PORT + 2)):8000" \
+    -v "$WORK/repo:/models:ro" -e MODEL_REPOSITORY=/models -e DEFAULT_MODEL=fashion \
+    -e MODEL_CONTROL=explicit "$IMAGE-cpu" >/dev/null
+REPO_URL="http://127.0.0.1:$((PORT + 2))"
+for _ in $(seq 120); do curl -sf "$REPO_URL/health/ready" >/dev/null && break; sleep 0.5; done
+curl -sf "$REPO_URL/health/ready" >/dev/null || { docker logs fashion-smoke-repo; exit 1; }
+install_version second 1
+curl -sf -X POST "$REPO_URL/v2/repository/models/second/load" \
+    || { docker logs fashion-smoke-repo; echo "loading the second model failed"; exit 1; }
+models=$(curl -sf "$REPO_URL/models")
+echo "$models"
+python3 -c 'import json, sys; m = json.loads(sys.argv[1])["models"]; assert {(r["name"], r["state"]) for r in m} == {("fashion", "READY"), ("second", "READY")}, m' "$models"
+for model in fashion second; do
+    answer=$(curl -sf -F "image=@$PHOTO" "$REPO_URL/predict?model=$model")
+    python3 -c 'import json, sys; a = json.loads(sys.argv[1]); assert a["label"] and a["model"]["name"] == sys.argv[2] and a["model"]["version"] == "1", a' "$answer" "$model"
+done
+echo "both models answer from the read-only container"
+docker rm -f fashion-smoke-repo >/dev/null
 
 step "docker run -p $PORT:8000 and wait for /health/ready"
 docker run -d --read-only --tmpfs /tmp --name fashion-smoke -p "127.0.0.1:$PORT:8000" "$IMAGE" >/dev/null
