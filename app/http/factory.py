@@ -31,7 +31,9 @@ from app.serving.pipeline import Pipeline
 from app.serving.repository import Repository, default_model, sources
 from app.serving.runner import cpu_flags
 from model.network.checkpoint_info import (
+    SILHOUETTE,
     CheckpointError,
+    CheckpointInfo,
     checkpoint_files,
     read_checkpoint_info,
 )
@@ -135,6 +137,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await decoder.close()
 
 
+def servable(ckpt: CheckpointInfo) -> CheckpointInfo:
+    """ckpt, or CheckpointError when this service cannot feed it what it declares: the
+    pipeline makes the 28x28 silhouette (resized to any input size), not a photo view."""
+    if ckpt.view != SILHOUETTE:
+        raise CheckpointError(
+            f"{ckpt.path}: a {ckpt.view}-view checkpoint; the service feeds silhouettes only"
+        )
+    return ckpt
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; an unusable checkpoint or device ends the process with one clear line."""
     settings = settings or Settings()
@@ -154,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             start_model = default_model(root, settings.default_model)
             ckpt = read_checkpoint_info(start_model[2])
+        servable(ckpt)
         device = serving_device(settings.model_device)
         options = resolve_engine_options(settings, device, ckpt.input_size)
         engine = build_engine(settings, ckpt, device, metrics=metrics, options=options)
@@ -165,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def build(path: Path) -> InferenceEngine:
         """A version's engine: its own checkpoint's input and options, the shared metrics."""
-        info = read_checkpoint_info(path)
+        info = servable(read_checkpoint_info(path))
         resolved = resolve_engine_options(settings, device, info.input_size)
         return build_engine(settings, info, device, metrics=metrics, options=resolved)
 

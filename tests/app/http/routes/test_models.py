@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.http.factory import create_app
 from benchmarks.model_swap import install
-from model.network.checkpoint import copy_checkpoint
+from model.network.checkpoint import copy_checkpoint, update_metadata
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
 from tests.helpers import make_settings, poll, random_checkpoint, served
 
@@ -240,3 +240,14 @@ def test_a_torch_free_service_serves_a_repository_of_two(tmp_path: Path, boot_pn
         ]
         assert all("int8" in m["backend"] for m in rows)
         assert "Traceback" not in server.log_text()
+
+
+def test_a_checkpoint_the_service_cannot_feed_is_refused_with_its_reason(
+    client: TestClient, root: Path, tiny_checkpoint: Path
+) -> None:
+    photo_view = _put(tiny_checkpoint, root, "photos", 1)
+    update_metadata(photo_view, view="photo")  # it would need the photo, not the silhouette
+    r = client.post("/v2/repository/models/photos/load")
+    assert r.status_code == 400 and "feeds silhouettes only" in r.json()["error"]
+    with pytest.raises(SystemExit, match="feeds silhouettes only"):
+        create_app(make_settings(photo_view))
