@@ -5,8 +5,9 @@ raw model ceiling.
 
 One run, side by side on the same machine: it starts the service (`python -m app.serve` with
 the app's defaults, access log off), then benchmarks/naive_server.py and, with --peers, TorchServe
-and LitServe (benchmarks/peer_servers.py: their own virtual environment, the same network and
-photo preprocessing; each peer's fastest of a few batching/worker configurations, chosen by a
+(eager torch, and ONNX Runtime on the service's own INT8 graph) and LitServe
+(benchmarks/peer_servers.py: their own virtual environment, the same network and photo
+preprocessing; each peer's fastest of a few batching/worker configurations, chosen by a
 short PNG run at c=32 first). It drives each with a 28x28 Fashion-MNIST PNG and a 400x534
 product JPEG at each concurrency (a warm-up, then a fixed duration), and measures the raw
 ceiling: in-process forward passes of the same checkpoint on the same device.
@@ -238,11 +239,13 @@ def rss_mb(pid: int) -> float:
 
 
 def batch_totals(base: str) -> tuple[float, float]:
-    """(images, forward passes) so far, from the service's /metrics."""
+    """(images, forward passes) so far, from the service's /metrics (summed over its models)."""
     text = get(base + "/metrics").decode()
-    total = re.search(r"^fashion_batch_size_sum (\S+)", text, re.M)
-    count = re.search(r"^fashion_batch_size_count (\S+)", text, re.M)
-    return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+    def summed(name: str) -> float:
+        return sum(map(float, re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.M)))
+
+    return summed("fashion_batch_size_sum"), summed("fashion_batch_size_count")
 
 
 class Driver:
@@ -450,7 +453,8 @@ def main() -> None:
     p.add_argument(
         "--peers",
         action="store_true",
-        help="also TorchServe and LitServe (builds .venv-peers the first time; needs Java)",
+        help="also TorchServe (eager torch, and ONNX Runtime on the service's INT8 graph) and "
+        "LitServe (builds .venv-peers the first time; needs Java)",
     )
     p.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--raw-seconds", type=float, default=1.5, help="timing per raw batch size")
@@ -587,9 +591,10 @@ def summarise(
     rows = []
     print(
         "\n| server | input | c | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU | "
-        "load CPU | mean batch | / raw as served | / naive | / TorchServe | / LitServe |"
+        "load CPU | mean batch | / raw as served | / naive | / TorchServe | "
+        "/ TorchServe + ORT | / LitServe |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         row = asdict(r)
         if r.raw_batch_used:
@@ -597,7 +602,7 @@ def summarise(
         if r.raw_eager_batch_used:
             row["vs_raw_eager_batch_used"] = round(r.rps / r.raw_eager_batch_used, 3)
         if r.server == "service":
-            for peer in ("naive", "torchserve", "litserve"):
+            for peer in ("naive", "torchserve", "torchserve-ort", "litserve"):
                 other = by_key.get((peer, r.input, r.concurrency))
                 if other and other.rps:
                     row[f"vs_{peer}"] = round(r.rps / other.rps, 2)
@@ -607,7 +612,7 @@ def summarise(
             f"{r.p99_ms} | {r.errors} | {r.server_cpu} | {r.generator_cpu} | "
             f"{r.mean_batch or '-'} | {row.get('vs_raw_batch_used', '-')} | "
             f"{row.get('vs_naive', '-')} | {row.get('vs_torchserve', '-')} | "
-            f"{row.get('vs_litserve', '-')} |"
+            f"{row.get('vs_torchserve-ort', '-')} | {row.get('vs_litserve', '-')} |"
         )
     checks = acceptance(rows, memory, paired or {})
     if "growth_mb" in memory:
