@@ -131,14 +131,19 @@ def _serving(
 
 @contextlib.contextmanager
 def torchserve(
-    python: Path, config: PeerConfig, probe: bytes, ctype: str
+    python: Path,
+    config: PeerConfig,
+    probe: bytes,
+    ctype: str,
+    handler_file: str = "torchserve_handler.py",
 ) -> Iterator[tuple[str, int]]:
-    """TorchServe with `config`; yields (prediction URL, pid of its process group)."""
+    """TorchServe with `config` and the handler in benchmarks/peers/handler_file; yields
+    (prediction URL, pid of its process group)."""
     bin_dir, port = python.parent, free_port()
     with tempfile.TemporaryDirectory(prefix="torchserve-") as tmp:
         store = Path(tmp, "store")
         store.mkdir()
-        handler = PEERS / "torchserve_handler.py"
+        handler = PEERS / handler_file
         archiver = [str(bin_dir / "torch-model-archiver"), "--model-name", "fashion"]
         archiver += ["--version", "1.0", "--handler", str(handler), "--export-path", str(store)]
         subprocess.run(archiver, check=True)
@@ -197,7 +202,28 @@ def litserve(
         yield url, pid
 
 
+@contextlib.contextmanager
+def torchserve_ort(
+    python: Path, config: PeerConfig, probe: bytes, ctype: str
+) -> Iterator[tuple[str, int]]:
+    """TorchServe serving the service's shipped INT8 graph with ONNX Runtime (the same graph,
+    like for like); yields (prediction URL, pid of its process group)."""
+    with torchserve(python, config, probe, ctype, "torchserve_ort_handler.py") as served:
+        yield served
+
+
+# The like-for-like peer's search: batching and workers as above, and bigger batches, since an
+# INT8 forward pass of 32 costs about what 4 single ones do.
+TORCHSERVE_ORT_CONFIGS = (
+    PeerConfig(1, 2, 1, 0),
+    PeerConfig(2, 1, 1, 0),
+    PeerConfig(1, 2, 32, 5),
+    PeerConfig(1, 2, 64, 5),
+    PeerConfig(2, 1, 16, 5),
+    PeerConfig(2, 1, 32, 5),
+)
 PEER_SERVERS = {
     "torchserve": (torchserve, TORCHSERVE_CONFIGS),
+    "torchserve-ort": (torchserve_ort, TORCHSERVE_ORT_CONFIGS),
     "litserve": (litserve, LITSERVE_CONFIGS),
 }
