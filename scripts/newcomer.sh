@@ -63,7 +63,7 @@ echo "$ANSWER" | grep -qF "$EXPECTED" || fail "expected $EXPECTED for $EXAMPLE"
 stop_server
 
 step "3. train your own (README's recipe), evaluate it, serve it"
-RECIPE=$(sed -n '/^## Train your own in a minute/,/^## /p' README.md | grep -m1 "make train-quick")
+RECIPE=$(sed -n '/^## Train and evaluate/,/^## /p' README.md | grep -m1 "make train-quick")
 [ -n "$RECIPE" ] || fail "README has no quick training command"
 eval "$RECIPE" >"$WORK/train.log" 2>&1 || { tail -20 "$WORK/train.log"; fail "quick training"; }
 CKPT=runs/quick/best.safetensors
