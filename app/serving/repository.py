@@ -128,6 +128,7 @@ class Repository:
         self._failed: dict[tuple[str, int], Version] = {}
         self._loading: dict[tuple[str, int], Version] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         # Told the number of ready models whenever it changes (admission's fair shares).
         self.on_change: Callable[[int], None] = lambda models: None
 
@@ -232,7 +233,9 @@ class Repository:
             return await self._serve(entry, engine)
 
     async def _serve(self, entry: Version, engine: InferenceEngine) -> Version:
-        """Let entry's warmed-up engine take its model's traffic, then retire what it replaces."""
+        """Let entry's warmed-up engine take its model's traffic; what it replaces retires in
+        the background (the call answers once the new version serves, not once a slow client
+        of the old one is done)."""
         engine.served_as = (entry.name, entry.version)
         entry.engine, entry.state = engine, READY
         self._failed.pop((entry.name, entry.version), None)
@@ -241,7 +244,10 @@ class Repository:
         self._changed()
         log.info("model %s version %d is ready (%s)", entry.name, entry.version, engine.runner.name)
         for old in replaced:
-            await self._retire(old)
+            old.state = UNLOADING  # from now: no new request reaches it
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         return entry
 
     async def unload(self, name: str) -> None:
@@ -303,7 +309,10 @@ class Repository:
                 log.warning("model %s left the folder but stays: %s", name, exc)
 
     async def close(self) -> None:
-        """Stop every engine (the service is shutting down)."""
+        """Stop every engine (the service is shutting down: the server has finished or cut its
+        requests, so the versions still retiring are idle)."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
         for name in list(self._ready):
             for entry in self._ready.pop(name).values():
                 if entry.engine is not None:

@@ -10,6 +10,7 @@ from app.serving.engine import InferenceEngine, build_engine
 from app.serving.repository import (
     READY,
     UNAVAILABLE,
+    UNLOADING,
     Repository,
     RepositoryError,
     check_name,
@@ -30,6 +31,16 @@ def _put(tiny_checkpoint: Path, root: Path, name: str, version: int) -> Path:
 def _builder(tiny_checkpoint: Path) -> Callable[[Path], InferenceEngine]:
     settings = make_settings(tiny_checkpoint, max_batch_size=4)
     return lambda path: build_engine(settings, read_checkpoint_info(path), "cpu")
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Poll condition on the event loop until it holds; fail after `seconds`."""
+
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), seconds)
 
 
 def _repository(tiny_checkpoint: Path, root: Path, default: str = "a") -> Repository:
@@ -77,15 +88,13 @@ def test_load_serves_the_latest_version_and_a_reload_swaps_without_dropping_a_re
         # A request holds version 1 while version 2 arrives and is loaded.
         _put(tiny_checkpoint, tmp_path, "a", 2)
         with repo.use("a") as held:
-            swap = asyncio.create_task(repo.load("a"))
-            while repo.resolve("a").version != 2:  # poll: the new version takes traffic
-                await asyncio.sleep(0.01)
-            assert held.engine is not None and not swap.done()  # 1 waits for its request
-            result = await held.engine.infer([image])
-        second = await swap
+            second = await repo.load("a")  # answers once 2 serves, while 1 holds the request
+            assert second.state == READY and repo.resolve("a").version == 2
+            assert held.state == UNLOADING and held.engine is not None
+            result = await held.engine.infer([image])  # the held request finishes on 1
         assert len(result.probs[0]) == 10
-        assert held.state == UNAVAILABLE and held.engine is None  # stopped once it was idle
-        assert second.state == READY
+        await until(lambda: held.engine is None)  # 1 stops once it is idle
+        assert held.state == UNAVAILABLE
         assert [(r["version"], r["state"]) for r in repo.index()] == [("1", ""), ("2", READY)]
         await repo.close()
 
@@ -154,8 +163,8 @@ def test_load_and_unload_of_one_model_are_serialised(tiny_checkpoint: Path, tmp_
         calls = [repo.load("b"), repo.unload("b"), repo.load("b"), repo.load("b"), repo.unload("b")]
         await asyncio.gather(*calls)
         assert repo.ready("b") == {}
-        engines = [t for t in threading.enumerate() if t.name == "inference"]
-        assert len(engines) == 1  # a's; every engine of b stopped
+        # Every engine of b stops (a replaced one in the background, once idle): a's is left.
+        await until(lambda: len([t for t in threading.enumerate() if t.name == "inference"]) == 1)
         await repo.close()
 
     asyncio.run(run())
