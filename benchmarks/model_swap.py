@@ -6,13 +6,13 @@
 
 One `python -m app.serve` on a model repository (MODEL_CONTROL=explicit) holding the shipped
 checkpoint as `fashion` (the default) and as `spare`. 16 keep-alive clients post a photo to
-/predict for --seconds while, --rounds times, a new version of `fashion` is copied in and loaded
-(POST /v2/repository/models/fashion/load: it warms up, takes traffic, and the version it
-replaces finishes its requests before it stops). With --wrong, each swap unloads `fashion`
-first and loads it after: the requests in between have no model. It prints every status seen,
-the failures (anything but 200) and the client-seen latency; the exit status is 1 when a request
-failed. --cycles N instead loads and unloads `spare` N times and prints the server's RSS before
-and after.
+/predict for --seconds while, --rounds times spread over the run, a new version of `fashion`
+is copied in and loaded (POST /v2/repository/models/fashion/load: it warms up, takes traffic,
+and the version it replaces finishes its requests before it stops). With --wrong, each swap
+unloads `fashion` first and loads it after: the requests in between have no model. It prints
+every status seen, the failures (anything but 200) and the client-seen latency; the exit
+status is 1 when a request failed. --cycles N instead loads and unloads `spare` N times and
+prints the server's RSS before and after.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def rss_mb(pid: int) -> float:
 
 def swaps(url: str, root: Path, src: Path, seconds: float, rounds: int, n_clients: int,
           wrong: bool, photo: Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Clients for `seconds`; from 3 s on, `rounds` swaps of the default model's version."""
+    """Clients for `seconds`; `rounds` swaps of the default model's version, spread from 3 s
+    to 3 s before the end."""
     body = multipart(sample_photo(photo))
     stop = threading.Event()
     results: list[list[tuple[float, int, float]]] = []
@@ -118,8 +119,9 @@ def swaps(url: str, root: Path, src: Path, seconds: float, rounds: int, n_client
     load.start()
     done: list[dict[str, Any]] = []
     try:
-        time.sleep(3)
-        for version in range(2, 2 + rounds):
+        every = max(0.0, seconds - 6) / rounds  # the swaps spread over the run
+        for i, version in enumerate(range(2, 2 + rounds)):
+            time.sleep(max(0.0, start + 3 + i * every - time.monotonic()))
             began = time.monotonic() - start
             install(src, root, DEFAULT, version)
             if wrong:  # the old version goes before the new one is ready

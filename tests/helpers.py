@@ -135,13 +135,31 @@ def random_checkpoint(path: Path, seed: int) -> Path:
     import torch
 
     from model.data.fashion_mnist import CLASS_NAMES, MEAN, STD
-    from model.network.checkpoint import save_checkpoint
+    from model.export import write_graphs
+    from model.network.checkpoint import load_checkpoint, save_checkpoint
     from model.network.net import init_xavier, resnet18
 
     torch.manual_seed(seed)
     model = resnet18()
     init_xavier(model)
-    return save_checkpoint(path, model, class_names=CLASS_NAMES, input_size=28, mean=MEAN, std=STD)
+    weights = save_checkpoint(
+        path, model, class_names=CLASS_NAMES, input_size=28, mean=MEAN, std=STD
+    )
+    write_graphs(load_checkpoint(weights))  # once here, not in every app that serves a copy
+    return weights
+
+
+def put_version(src: Path, root: Path, name: str, version: int) -> Path:
+    """The checkpoint at src, with the ONNX graphs beside it, as version `version` of model
+    `name` in the model repository at root; the new weights path."""
+    from model.network.checkpoint import copy_checkpoint
+    from model.network.checkpoint_info import graph_file
+
+    weights = copy_checkpoint(src, root / name / str(version) / "model")
+    for precision in ("fp32", "int8"):
+        if graph_file(src, precision).is_file():
+            shutil.copyfile(graph_file(src, precision), graph_file(weights, precision))
+    return weights
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:

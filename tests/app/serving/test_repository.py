@@ -18,14 +18,8 @@ from app.serving.repository import (
     scan,
 )
 from model.data.fashion_mnist import Split
-from model.network.checkpoint import copy_checkpoint
 from model.network.checkpoint_info import read_checkpoint_info
-from tests.helpers import make_settings
-
-
-def _put(tiny_checkpoint: Path, root: Path, name: str, version: int) -> Path:
-    """tiny_checkpoint copied into the repository as name/version."""
-    return copy_checkpoint(tiny_checkpoint, root / name / str(version) / "model")
+from tests.helpers import make_settings, put_version
 
 
 def _builder(tiny_checkpoint: Path) -> Callable[[Path], InferenceEngine]:
@@ -64,9 +58,9 @@ def test_bad_versions_are_400(version: str) -> None:
 def test_scan_reads_the_layout_and_skips_what_is_not_a_model(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
-    _put(tiny_checkpoint, tmp_path, "a", 3)
-    _put(tiny_checkpoint, tmp_path, "b", 2)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 3)
+    put_version(tiny_checkpoint, tmp_path, "b", 2)
     (tmp_path / "a" / "4").mkdir()  # a version still being copied: no weights yet
     (tmp_path / "a" / "latest").mkdir()  # not a version
     (tmp_path / ".tmp").mkdir()  # not a name
@@ -78,7 +72,7 @@ def test_scan_reads_the_layout_and_skips_what_is_not_a_model(
 def test_load_serves_the_latest_version_and_a_reload_swaps_without_dropping_a_request(
     tiny_checkpoint: Path, tmp_path: Path, test_images: Split
 ) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
     image = test_images.images[0].numpy()
 
     async def run() -> None:
@@ -86,7 +80,7 @@ def test_load_serves_the_latest_version_and_a_reload_swaps_without_dropping_a_re
         first = await repo.load("a")
         assert first.state == READY and repo.resolve(None).version == 1
         # A request holds version 1 while version 2 arrives and is loaded.
-        _put(tiny_checkpoint, tmp_path, "a", 2)
+        put_version(tiny_checkpoint, tmp_path, "a", 2)
         with repo.use("a") as held:
             second = await repo.load("a")  # answers once 2 serves, while 1 holds the request
             assert second.state == READY and repo.resolve("a").version == 2
@@ -104,12 +98,12 @@ def test_load_serves_the_latest_version_and_a_reload_swaps_without_dropping_a_re
 def test_a_broken_version_fails_with_its_reason_and_the_old_one_keeps_serving(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
 
     async def run() -> None:
         repo = _repository(tiny_checkpoint, tmp_path)
         await repo.load("a")
-        broken = _put(tiny_checkpoint, tmp_path, "a", 2)
+        broken = put_version(tiny_checkpoint, tmp_path, "a", 2)
         data = broken.read_bytes()
         broken.write_bytes(data[: len(data) // 2])  # half-copied
         failed = await repo.load("a")
@@ -126,8 +120,8 @@ def test_a_broken_version_fails_with_its_reason_and_the_old_one_keeps_serving(
 def test_unknown_models_are_404_and_the_last_default_cannot_be_unloaded(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
-    _put(tiny_checkpoint, tmp_path, "b", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "b", 1)
 
     async def run() -> None:
         repo = _repository(tiny_checkpoint, tmp_path)
@@ -153,8 +147,8 @@ def test_unknown_models_are_404_and_the_last_default_cannot_be_unloaded(
 
 
 def test_load_and_unload_of_one_model_are_serialised(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
-    _put(tiny_checkpoint, tmp_path, "b", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "b", 1)
 
     async def run() -> None:
         repo = _repository(tiny_checkpoint, tmp_path)
@@ -173,7 +167,7 @@ def test_load_and_unload_of_one_model_are_serialised(tiny_checkpoint: Path, tmp_
 def test_requests_go_to_the_named_version(
     tiny_checkpoint: Path, tmp_path: Path, test_images: Split
 ) -> None:
-    _put(tiny_checkpoint, tmp_path, "a", 1)
+    put_version(tiny_checkpoint, tmp_path, "a", 1)
     image = test_images.images[:1].numpy()
 
     async def run() -> None:

@@ -17,15 +17,11 @@ from tritonclient.utils import InferenceServerException
 
 from app.http.factory import create_app
 from benchmarks.model_swap import install
-from model.network.checkpoint import copy_checkpoint, update_metadata
+from model.network.checkpoint import update_metadata
 from model.network.checkpoint_info import SHIPPED_CHECKPOINT
-from tests.helpers import make_settings, poll, random_checkpoint, served
+from tests.helpers import make_settings, poll, put_version, random_checkpoint, served
 
 KEY = "s3cret-key"
-
-
-def _put(src: Path, root: Path, name: str, version: int) -> Path:
-    return copy_checkpoint(src, root / name / str(version) / "model")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +33,8 @@ def other_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def root(tmp_path: Path, tiny_checkpoint: Path, other_checkpoint: Path) -> Path:
     """A repository of two models: a (version 1) and b (version 1)."""
-    _put(tiny_checkpoint, tmp_path / "repo", "a", 1)
-    _put(other_checkpoint, tmp_path / "repo", "b", 1)
+    put_version(tiny_checkpoint, tmp_path / "repo", "a", 1)
+    put_version(other_checkpoint, tmp_path / "repo", "b", 1)
     return tmp_path / "repo"
 
 
@@ -131,7 +127,7 @@ def test_load_unload_and_the_last_default(client: TestClient, boot_png: bytes) -
 def test_a_broken_version_keeps_the_old_one_serving(
     client: TestClient, root: Path, other_checkpoint: Path, boot_png: bytes
 ) -> None:
-    weights = _put(other_checkpoint, root, "b", 2)
+    weights = put_version(other_checkpoint, root, "b", 2)
     weights.write_bytes(weights.read_bytes()[:1000])  # half-copied
     r = client.post("/v2/repository/models/b/load")
     assert r.status_code == 400 and "version 2 failed to load" in r.json()["error"]
@@ -168,7 +164,7 @@ def test_poll_picks_up_a_version_renamed_into_place(
     with _client(root, tiny_checkpoint, model_control="poll", poll_s=0.2) as c:
         # Written under a temporary name, then renamed: the version appears whole.
         staging = tmp_path / "staging"
-        _put(other_checkpoint, staging, "a", 1)
+        put_version(other_checkpoint, staging, "a", 1)
         shutil.move(staging / "a" / "1", root / "a" / "2")
         poll(
             lambda: _predict(c, boot_png)["model"]["version"] == "2",
@@ -191,6 +187,7 @@ def test_a_repository_needs_a_default_when_it_holds_several(
         create_app(make_settings(tiny_checkpoint, model_repository=root, default_model="c"))
 
 
+@pytest.mark.slow  # a real server process
 def test_tritonclient_drives_the_repository(
     root: Path, tiny_checkpoint: Path, tmp_path: Path, boot_png: bytes
 ) -> None:
@@ -245,7 +242,7 @@ def test_a_torch_free_service_serves_a_repository_of_two(tmp_path: Path, boot_pn
 def test_a_checkpoint_the_service_cannot_feed_is_refused_with_its_reason(
     client: TestClient, root: Path, tiny_checkpoint: Path
 ) -> None:
-    photo_view = _put(tiny_checkpoint, root, "photos", 1)
+    photo_view = put_version(tiny_checkpoint, root, "photos", 1)
     update_metadata(photo_view, view="photo")  # it would need the photo, not the silhouette
     r = client.post("/v2/repository/models/photos/load")
     assert r.status_code == 400 and "feeds silhouettes only" in r.json()["error"]
