@@ -178,6 +178,24 @@ def test_poll_picks_up_a_version_renamed_into_place(
         poll(lambda: "b" not in {m["name"] for m in c.get("/models").json()["models"]}, 5, 0.05)
 
 
+def test_poll_never_serves_a_half_written_version_and_takes_it_once_whole(
+    root: Path, tiny_checkpoint: Path, other_checkpoint: Path, boot_png: bytes
+) -> None:
+    with _client(root, tiny_checkpoint, model_control="poll", poll_s=0.2) as c:
+        weights = put_version(other_checkpoint, root, "a", 2)
+        whole = weights.read_bytes()
+        weights.write_bytes(whole[: len(whole) // 3])  # a copy still being written in place
+
+        def state_of_2() -> str:
+            rows = c.get("/models").json()["models"]
+            return next(m["state"] for m in rows if (m["name"], m["version"]) == ("a", "2"))
+
+        poll(lambda: state_of_2() == "UNAVAILABLE", 5, 0.05)  # tried, refused, never served
+        assert _predict(c, boot_png)["model"]["version"] == "1"
+        weights.write_bytes(whole)  # the copy completes: its files change, poll tries again
+        poll(lambda: _predict(c, boot_png)["model"]["version"] == "2", 5, 0.05)
+
+
 def test_a_repository_needs_a_default_when_it_holds_several(
     root: Path, tiny_checkpoint: Path
 ) -> None:
