@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 STAGES = ("decode", "preprocess", "queue", "inference")
 MODEL_LABELS = ("model", "version")
@@ -19,6 +19,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        GCCollector(registry=self.registry)  # python_gc_*: the collector's work, per generation
         self.requests = Counter(
             "fashion_requests",
             "HTTP requests by route template, method and status",

@@ -50,7 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import Settings, cpu_cores, default_inference_threads  # noqa: E402
-from app.http.factory import CPU_FLAGS_LOGGED, build_engine, serving_device  # noqa: E402
+from app.http.factory import CPU_FLAGS_LOGGED  # noqa: E402
+from app.serving.engine import build_engine  # noqa: E402
+from app.serving.hardware import serving_device  # noqa: E402
 from app.serving.runner import cpu_flags  # noqa: E402
 from benchmarks._net import free_port, wait_until_ready  # noqa: E402
 from benchmarks.peer_servers import (  # noqa: E402

@@ -313,6 +313,7 @@ class Decoder:
         self.max_pixels = max_pixels
         self.processes = [DecodeProcess(max_pixels, on_restart) for _ in range(processes)]
         self.budget = DecodeBudget(budget_bytes)
+        self._probe = b""  # the JPEG of the warm-up, a decoding process's first photo
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self._large = ThreadPoolExecutor(
             1, thread_name_prefix="decode-large", initializer=_lower_thread_priority
@@ -349,15 +350,19 @@ class Decoder:
         return await asyncio.wrap_future(job)
 
     async def warm_up(self) -> None:
-        """The first photo pays for Pillow's plugin loading and numpy's lazy set-up: pay it here.
-        Decoding processes start in the background."""
+        """The first photo pays for Pillow's plugin loading and numpy's lazy set-up: pay it here."""
         loop = asyncio.get_running_loop()
         for fmt in ("PNG", "JPEG"):
             buf = io.BytesIO()
             Image.new("RGB", (2 * WORKING_SIZE, WORKING_SIZE), "white").save(buf, format=fmt)
-            await loop.run_in_executor(self._pool, prepare_photo, buf.getvalue())
+            self._probe = buf.getvalue()
+            await loop.run_in_executor(self._pool, prepare_photo, self._probe)
+
+    async def start_processes(self) -> None:
+        """Start the decoding processes; each takes photos once it has prepared a probe (in the
+        background: until then the threads decode)."""
         for process in self.processes:
-            await process.start(buf.getvalue())
+            await process.start(self._probe)
 
     async def close(self) -> None:
         """Finish the decodes under way, then end the threads and processes."""

@@ -1,4 +1,5 @@
-"""The server process under hostile clients (benchmarks/hostile.py's attacks, small numbers)."""
+"""The server process: its start-up, and under hostile clients (benchmarks/hostile.py's
+attacks, small numbers)."""
 
 import logging
 import shutil
@@ -32,6 +33,20 @@ def _metric(url: str, status: str) -> float:
     return sum(
         float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix)
     )
+
+
+def test_the_collector_runs_again_once_the_service_has_started(live_server: str) -> None:
+    # The process loads with collections off; the lifespan must turn them back on.
+    collections = 'python_gc_collections_total{generation="0"}'
+    before = _gauge(live_server, collections)
+    for _ in range(20):
+        assert (
+            hostile.post_status(
+                live_server, hostile.post_request(live_server, hostile.multipart(PHOTO))
+            )
+            == 200
+        )
+    assert _gauge(live_server, collections) > before
 
 
 def test_stalled_headers_are_timed_out_and_capped(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ async def _decoder_with_a_process() -> AsyncIterator[Decoder]:
     decoder = Decoder(1, 10**7, 1 << 26, processes=1)
     try:
         await decoder.warm_up()
+        await decoder.start_processes()
         await _ready(decoder)
         yield decoder
     finally:
