@@ -412,16 +412,17 @@ def best_config(
     configs: tuple[PeerConfig, ...],
     python: Path,
     upload: Upload,
+    concurrency: int = 32,
 ) -> tuple[PeerConfig, dict[str, float]]:
-    """The peer's fastest configuration, by a short PNG run at c=32 each (half the measured
-    time), and every configuration's rate."""
+    """The peer's fastest configuration, by a short PNG run at `concurrency` each (half the
+    measured time), and every configuration's rate."""
     tuning = Driver(driver.generator, 1.0, max(2.0, driver.duration / 2), None)
     rates = {}
     for config in configs:
         with start(python, config, upload.body, upload.content_type) as (url, pid):
-            rates[config] = tuning.load(f"{name}?", url, pid, upload, 32, service=False).rps
+            rates[config] = tuning.load(f"{name}?", url, pid, upload, concurrency, False).rps
     best = max(rates, key=lambda c: rates[c])
-    print(f"  {name}: best of {len(configs)} configurations at c=32: {best}", flush=True)
+    print(f"  {name}: best of {len(configs)} at c={concurrency}: {best}", flush=True)
     return best, {str(c): r for c, r in rates.items()}
 
 
