@@ -95,8 +95,8 @@ seq 200 | xargs -P 8 -I{} curl -sf -o /dev/null -F "image=@$PHOTO" "http://127.0
 # Every process of the container: the service and its photo-decoding process.
 rss=$(docker exec fashion-smoke-cpu sh -c "cat /proc/[0-9]*/status" | awk '/^VmRSS/ {kb += $2} END {print kb}')
 echo "RSS after 200 photos, all processes: $((rss / 1024)) MB"
-# The service serves INT8 where the CPU has VNNI, else float32, whose graph holds four times the
-# weights (44.7 against 11.3 MB, and ONNX Runtime keeps a prepacked copy): 342 MB on an AVX2 EPYC.
+# The service serves INT8 where the CPU has AVX2 or VNNI, else float32, whose graph holds four
+# times the weights (44.7 against 11.3 MB, and ONNX Runtime keeps a prepacked copy).
 limit=300
 # (The log is read whole first: grep -q would end the pipe early, and pipefail then says no.)
 served=$(docker logs fashion-smoke-cpu 2>&1)
