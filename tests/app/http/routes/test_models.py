@@ -182,9 +182,12 @@ def test_poll_never_serves_a_half_written_version_and_takes_it_once_whole(
     root: Path, tiny_checkpoint: Path, other_checkpoint: Path, boot_png: bytes
 ) -> None:
     with _client(root, tiny_checkpoint, model_control="poll", poll_s=0.2) as c:
-        weights = put_version(other_checkpoint, root, "a", 2)
-        whole = weights.read_bytes()
-        weights.write_bytes(whole[: len(whole) // 3])  # a copy still being written in place
+        # A copy still being written in place: the poll never sees it whole before the end (it
+        # is made a third whole aside, then moved in).
+        staged = put_version(other_checkpoint, root.parent / "staging", "a", 2)
+        whole = staged.read_bytes()
+        staged.write_bytes(whole[: len(whole) // 3])
+        weights = staged.parent.rename(root / "a" / "2") / staged.name
 
         def state_of_2() -> str:
             rows = c.get("/models").json()["models"]
