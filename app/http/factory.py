@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from app.config import Settings
-from app.http import openapi
+from app.http import lane, openapi
 from app.http.api_key import ApiKeyMiddleware
 from app.http.deps import Services
 from app.http.docs_policy import protect_docs
@@ -167,6 +167,7 @@ def create_app(settings: Settings | None = None, start: Start | None = None) -> 
     for module in (health, predict, v2, model, models, page):
         app.include_router(module.router)
     app.mount(page.ASSETS, page.assets(), name="page")
+    lane.install(app, predict.router, "/predict", app.state.services)
     # One model, one version: the document offers them as the path's only values.
     path_values = {"model_name": start.name, "model_version": "1"} if root is None else {}
     openapi.install(app, settings, v2.OPENAPI_MODELS, path_values)
