@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run("app.http.factory:create_app", factory=True, workers=args.workers, **options)
         return
     # No automatic collections while the service loads: each full one walks every object
-    # imported so far (0.1 s in all). The lifespan collects once, freezes, and enables them.
+    # imported so far (0.1 s in all). The lifespan freezes what loaded and enables them again.
     gc.disable()
     # The default model loads in a thread while FastAPI and the routes import: ONNX Runtime's
     # first session is C++ outside the GIL, so the two overlap (ready ~0.3 s sooner).
