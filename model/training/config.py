@@ -117,6 +117,9 @@ class TrainConfig:
     )
     distill_weight: float = _opt(0.7, "photo view: weight of the teacher's softened answers")
     distill_temperature: float = _opt(4.0, "photo view: temperature of the distillation")
+    imagenet_footwear: bool = _opt(
+        False, "photo view: the teacher's footwear answer split as its ImageNet head splits it"
+    )
     # Runtime fields: where and how this process runs, not what it learns.
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", runtime=True)
     threads: int | None = _opt(None, "CPU intra-op threads", runtime=True)

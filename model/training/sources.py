@@ -85,6 +85,9 @@ def photo_view_data(cfg: TrainConfig, device: torch.device) -> tuple[PhotoSet, P
     soft = teacher.soft_targets(teacher_cfg)
     train, val = teacher.photo_splits(cfg.photos, cfg.resize, 1, cfg.photo_framing)
     logits = torch.stack([soft[f] for f in train.files])
+    if cfg.imagenet_footwear:
+        shares = teacher.footwear_shares(teacher_cfg)
+        logits = teacher.with_footwear_shares(logits, train.label_sets, shares, train.files)
     return train.to(device), val, logits.to(device)
 
 

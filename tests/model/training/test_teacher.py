@@ -42,9 +42,13 @@ def test_fine_tune_then_distil_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "student"
     train_main(["--recipe=photo", f"--photos={photos}", f"--teacher={tmp_path / 'teacher'}",
                 "--epochs=1", "--resize=32", "--train-subset=64", "--test-subset=32",
-                f"--out={out}", "--no-progress"])  # fmt: skip
+                "--imagenet-footwear", f"--out={out}", "--no-progress"])  # fmt: skip
     ckpt = load_checkpoint(out / "last.safetensors")
     assert (ckpt.view, ckpt.input_size, ckpt.in_channels) == ("photo", 32, 1)
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0 <= record["photo_val"]["mean"] <= 1
     assert ckpt.meta["recipe"]["distill_weight"] == 0.7
+    # The ImageNet head's footwear split of every photo, cached beside the teacher.
+    shares = load_file(str(tmp_path / "teacher" / "footwear.safetensors"))["shares"]
+    assert shares.shape == (6, 3)  # the six shoes
+    torch.testing.assert_close(shares.sum(1), torch.ones(6))
